@@ -1,0 +1,48 @@
+"""Empirical ab prior over the 313 bins and the class-rebalancing weights (paper eq. 3-4)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import numpy as np
+
+from .bins import ab_bins, nearest_bins
+from .constants import LAMBDA_REBAL, NUM_BINS, SIGMA_PRIOR
+
+
+def bin_histogram(ab: np.ndarray) -> np.ndarray:
+    """ab (..., 2) -> counts (313,) of pixels hard-assigned to their nearest bin."""
+    idx, _ = nearest_bins(np.asarray(ab, np.float32).reshape(-1, 2), 1)
+    return np.bincount(idx.ravel(), minlength=NUM_BINS).astype(np.float64)
+
+
+def prior_from_ab_maps(ab_maps: Iterable[np.ndarray]) -> np.ndarray:
+    """Iterable of ab maps (..., 2) -> normalised prior p (313,) pooled over all pixels."""
+    counts = np.zeros(NUM_BINS, np.float64)
+    for ab in ab_maps:
+        counts += bin_histogram(ab)
+    if counts.sum() == 0:
+        raise ValueError("no pixels to compute a prior from")
+    return counts / counts.sum()
+
+
+def smooth_prior(p: np.ndarray, sigma: float = SIGMA_PRIOR) -> np.ndarray:
+    """Gaussian smoothing of the prior in ab space (σ in ab units), renormalised to sum 1."""
+    table = ab_bins().astype(np.float64)
+    d2 = ((table[:, None, :] - table[None, :, :]) ** 2).sum(-1)
+    kernel = np.exp(-d2 / (2 * sigma**2))
+    kernel /= kernel.sum(0, keepdims=True)  # each source bin spreads exactly its own mass
+    q = kernel @ np.asarray(p, np.float64)
+    return q / q.sum()
+
+
+def rebalance_weights(
+    p: np.ndarray, lam: float = LAMBDA_REBAL, sigma: float = SIGMA_PRIOR, smooth: bool = True
+) -> np.ndarray:
+    """w ∝ ((1-λ)·p̃ + λ/Q)^-1, normalised so that Σ p̃·w = 1 (p̃ = smoothed prior)."""
+    p = np.asarray(p, np.float64)
+    if p.shape != (NUM_BINS,) or not np.isfinite(p).all() or (p < 0).any() or p.sum() <= 0:
+        raise ValueError(f"prior must be a non-negative (313,) vector; got shape {p.shape}")
+    p_s = smooth_prior(p / p.sum(), sigma) if smooth else p / p.sum()
+    w = 1.0 / ((1.0 - lam) * p_s + lam / NUM_BINS)
+    return (w / (p_s * w).sum()).astype(np.float32)

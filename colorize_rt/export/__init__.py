@@ -1,0 +1,1 @@
+"""Export: ONNX graphs with the decode fused in, FP16 conversion, TensorRT engines, Triton repos."""

@@ -1,0 +1,1 @@
+"""Training (PyTorch): data, the paper's loss, the training loop and evaluation."""

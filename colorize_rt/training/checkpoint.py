@@ -1,0 +1,54 @@
+"""Self-describing checkpoints: a plain dict with weights, variant name and args, config and progress.
+
+Written atomically; loaded with ``weights_only=True``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ..core.atomic import atomic_path
+from ..models import create_model
+
+
+def save_checkpoint(path: str | Path, state: dict[str, Any]) -> Path:
+    with atomic_path(path) as tmp:
+        torch.save(state, tmp)
+    return Path(path)
+
+
+def load_checkpoint(path: str | Path) -> dict[str, Any]:
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint not found: {path}")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises several types for corrupt or foreign files
+        raise ValueError(f"{path} is not a readable colorize-rt checkpoint ({type(exc).__name__})") from exc
+    if not isinstance(state, dict) or "model" not in state or "variant" not in state:
+        raise ValueError(f"{path} is not a colorize-rt checkpoint (no 'model'/'variant' entries)")
+    return state
+
+
+def model_from_checkpoint(path: str | Path, use_ema: bool = True):
+    """Rebuild the network recorded in a checkpoint, in eval mode; returns (net, checkpoint dict)."""
+    state = load_checkpoint(path)
+    args = dict(state.get("variant_args", {}))
+    if "pretrained" in args:
+        args["pretrained"] = False  # the checkpoint carries the encoder weights
+    net = create_model(state["variant"], **args)
+    weights = state.get("ema") if use_ema and state.get("ema") is not None else state["model"]
+    net.load_state_dict(weights)
+    return net.eval(), state
+
+
+def file_sha256(path: str | Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
