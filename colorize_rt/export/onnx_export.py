@@ -4,11 +4,19 @@ Interface (every exported model, whatever its variant or precision):
   inputs  ``L`` float32 [N, 1, H, W] (CIE L*, 0..100; H, W multiples of 8),
           ``temperature`` float32 scalar (initializer default 0.38, so it may be omitted),
   output  ``ab`` float32 [N, 2, H, W].
+
+Exact simplifications only: BN-after-ReLU scales folded into the preceding conv (``fold.py``), the
+exporter's constant folding (which also folds BN that directly follows a conv), then ONNX Runtime's
+*basic* offline optimisation (constant folding, identity/no-op cast elimination, Conv+Add/Mul fusion:
+all semantics-preserving rewrites into standard ONNX ops). Nodes are named ``pre/``, ``net/``,
+``decode/`` (see ``graph.py``).
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -21,39 +29,73 @@ from ..core.bins import bins_hash
 from ..core.constants import AB_NORM, DEFAULT_T, L_CENT, L_NORM
 from ..core.lazy import require
 from ..models.decode import Colorizer
+from .fold import fold_bn_after_relu
+from .graph import decode_nodes, drop_initializer, name_nodes, set_metadata
 
 OPSET = 17
 
 
 def _add_temperature_default(model_proto, temperature: float) -> None:
     """Give the ``temperature`` input an initializer so callers may omit it."""
-    onnx = require("onnx")
     from onnx import numpy_helper
 
+    drop_initializer(model_proto, "temperature")
     init = numpy_helper.from_array(np.array(temperature, dtype=np.float32), name="temperature")
     model_proto.graph.initializer.append(init)
-    del onnx
+
+
+def ort_basic_optimize(src: Path, dst: Path) -> None:
+    """ONNX Runtime's basic (hardware-independent, standard-op) graph rewrites, saved as ONNX."""
+    import onnxruntime as ort
+
+    so = ort.SessionOptions()
+    so.log_severity_level = 3
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
+    so.optimized_model_filepath = str(dst)
+    ort.InferenceSession(str(src), so, providers=["CPUExecutionProvider"])
+
+
+def _width(net: nn.Module) -> str:
+    args = getattr(net, "variant_args", {}) or {}
+    for key in ("width", "decoder_width"):
+        if key in args:
+            return str(args[key])
+    return ""
+
+
+def config_hash(config: dict | None) -> str:
+    """Short sha256 of a training config (canonical JSON)."""
+    blob = json.dumps(config or {}, sort_keys=True, default=str).encode()
+    return hashlib.sha256(blob).hexdigest()[:16]
 
 
 def export_onnx(
     net: nn.Module,
     out_path: str | Path,
-    *,
     metadata: dict[str, Any] | None = None,
+    *,
     opset: int = OPSET,
     sample_hw: tuple[int, int] = (64, 64),
+    default_temperature: float = DEFAULT_T,
+    fold_bn: bool = True,
+    simplify: bool = True,
 ) -> Path:
     """Export ``net`` (a factory model) wrapped in the fused decode; written atomically."""
     onnx = require("onnx")
-    graph = Colorizer(net).eval()
+    if opset < 17:
+        raise ValueError(f"opset must be >= 17; got {opset}")
+    net = net.eval()
+    folded, report = fold_bn_after_relu(net) if fold_bn else (net, None)
+    graph = Colorizer(folded).eval()
     L = torch.full((1, 1, *sample_hw), 50.0)
-    T = torch.tensor(DEFAULT_T, dtype=torch.float32)
+    T = torch.tensor(default_temperature, dtype=torch.float32)
     out_path = Path(out_path)
-    with atomic_path(out_path) as tmp, torch.no_grad():
+    with tempfile.TemporaryDirectory(prefix="colorize-export.") as tmpdir, torch.no_grad():
+        raw = Path(tmpdir) / "raw.onnx"
         torch.onnx.export(
             graph,
             (L, T),
-            str(tmp),
+            str(raw),
             input_names=["L", "temperature"],
             output_names=["ab"],
             dynamic_axes={"L": {0: "N", 2: "H", 3: "W"}, "ab": {0: "N", 2: "H", 3: "W"}},
@@ -61,23 +103,62 @@ def export_onnx(
             dynamo=False,
             do_constant_folding=True,
         )
-        proto = onnx.load(str(tmp))
-        _add_temperature_default(proto, DEFAULT_T)
+        proto = onnx.load(str(raw))
+        name_nodes(proto.graph)
+        n_raw = len(proto.graph.node)
+        if simplify:
+            _add_temperature_default(proto, default_temperature)  # keeps T an input ORT will not fold
+            onnx.save(proto, str(raw))
+            opt = Path(tmpdir) / "opt.onnx"
+            ort_basic_optimize(raw, opt)
+            proto = onnx.load(str(opt))
+            name_nodes(proto.graph)
+        _add_temperature_default(proto, default_temperature)
+        if not decode_nodes(proto):
+            raise RuntimeError("export produced no decode/ nodes; the graph naming pass failed")
+        simplification = f"nodes {n_raw} -> {len(proto.graph.node)}"
+        if report is not None:
+            simplification += "; " + report.summary()
         meta = {
             "variant": getattr(net, "variant", type(net).__name__),
             "variant_args": json.dumps(getattr(net, "variant_args", {}), sort_keys=True),
+            "width": _width(net),
             "head": getattr(net, "head", "classification"),
             "bins_hash": bins_hash(),
-            "default_temperature": str(DEFAULT_T),
+            "default_temperature": str(default_temperature),
             "l_cent": str(L_CENT),
             "l_norm": str(L_NORM),
             "ab_norm": str(AB_NORM),
             "precision": "fp32",
+            "opset": str(opset),
+            "graph_simplification": simplification,
         }
         meta.update({k: str(v) for k, v in (metadata or {}).items()})
-        del proto.metadata_props[:]
-        for k, v in sorted(meta.items()):
-            proto.metadata_props.add(key=k, value=v)
+        set_metadata(proto, meta)
         onnx.checker.check_model(proto)
-        onnx.save(proto, str(tmp))
+        proto = onnx.shape_inference.infer_shapes(proto, check_type=True, strict_mode=True)
+        with atomic_path(out_path) as tmp:
+            onnx.save(proto, str(tmp))
     return out_path
+
+
+def export_checkpoint(
+    checkpoint: str | Path,
+    out_path: str | Path,
+    *,
+    use_ema: bool = True,
+    default_temperature: float = DEFAULT_T,
+    **kwargs: Any,
+) -> Path:
+    """Export a training checkpoint; metadata records its sha256, training config hash and step."""
+    from ..training.checkpoint import file_sha256, model_from_checkpoint
+
+    net, state = model_from_checkpoint(checkpoint, use_ema=use_ema)
+    meta = {
+        "source_checkpoint": Path(checkpoint).name,
+        "checkpoint_sha256": file_sha256(checkpoint),
+        "training_config_hash": config_hash(state.get("config")),
+        "training_step": str(state.get("step", "")),
+        "weights": "ema" if use_ema and state.get("ema") is not None else "model",
+    }
+    return export_onnx(net, out_path, meta, default_temperature=default_temperature, **kwargs)

@@ -1,0 +1,55 @@
+PY ?= .venv/bin/python
+PIP ?= $(PY) -m pip
+RUNS ?= $(HOME)/colorize-runs
+
+.PHONY: setup test test-fast lint train export-trt bench clean
+
+.venv/bin/python:
+	python3 -m venv .venv
+
+setup: .venv/bin/python
+	$(PIP) install -q --upgrade pip
+	$(PIP) install -q torch==2.13.0
+	$(PIP) install -q -e '.[train,dev,serve]'
+
+test: setup
+	$(PY) -m ruff check .
+	$(PY) -m pytest -q
+
+test-fast: setup
+	$(PY) -m pytest -q -m "not slow"
+
+lint:
+	$(PY) -m ruff check .
+
+train: setup
+	$(PY) -m colorize_rt.training.train --config configs/quicktrain.yaml --out $(RUNS)/quicktrain
+
+# Full benchmark (< 15 min on a 2-core CPU; results in benchmarks/results/<machine-tag>/). BENCH_ARGS=--quick: < 2 min.
+bench: setup
+	$(PY) -m benchmarks.bench $(BENCH_ARGS)
+
+# export -> fp16 -> INT8 calibration -> TensorRT engines for the default model (build/export/).
+# Without TensorRT or an NVIDIA GPU it stops after the ONNX artefacts (exit 0).
+CKPT ?= $(RUNS)/quicktrain/best.pt
+EXPORT_DIR ?= build/export
+CALIB_DATA ?= ../shared/data/colorize-train/train
+EVAL_DATA ?= ../shared/data/colorize-train/val
+TRT_PROFILE ?= rtx3060-6gb
+BIN = $(dir $(PY))
+
+export-trt:
+	@test -f "$(CKPT)" || { echo "error: no checkpoint at $(CKPT): run 'make train' or pass CKPT=path/to/best.pt"; exit 2; }
+	$(BIN)colorize-export "$(CKPT)" -o $(EXPORT_DIR)/model.onnx
+	$(BIN)colorize-export "$(CKPT)" -o $(EXPORT_DIR)/model.fp16.onnx --precision fp16 --val "$(EVAL_DATA)"
+	$(BIN)colorize-calibrate $(EXPORT_DIR)/model.onnx --data "$(CALIB_DATA)" --eval "$(EVAL_DATA)" -o $(EXPORT_DIR)/model.int8.onnx --no-progress
+	@if $(PY) -c "import tensorrt" 2>/dev/null && command -v nvidia-smi >/dev/null 2>&1; then \
+	  for m in model model.fp16 model.int8; do \
+	    $(BIN)colorize-engine $(EXPORT_DIR)/$$m.onnx --profile $(TRT_PROFILE) || exit 1; \
+	  done; \
+	else \
+	  echo "TensorRT or an NVIDIA GPU is missing: stopping after the ONNX artefacts in $(EXPORT_DIR)/ (install tensorrt on a machine with an NVIDIA GPU, then rerun 'make export-trt' or benchmarks/gpu_check.sh)"; \
+	fi
+
+clean:
+	rm -rf build dist *.egg-info .pytest_cache .ruff_cache

@@ -1,0 +1,199 @@
+"""Benchmark-only runners and the catalogue of backends (each a lazy loader of a Runner).
+
+Every backend sits behind ``colorize_rt.runtime.runners.Runner`` (activate / infer / deactivate) and
+takes the same feed ``{"L": (N, 1, H, W) float32, "temperature": () float32}`` -> ``{"ab": (N, 2, H, W)}``.
+torch and OpenCV are imported only when their runner is activated.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from ..core.lazy import require
+from ..runtime.runners import OrtRunner, Runner
+
+
+class TorchRunner(Runner):
+    """PyTorch eager (what a training-side user runs): ``Colorizer(net)`` under ``inference_mode``;
+    ``bf16`` uses CPU autocast (convolutions in bfloat16, decode in fp32)."""
+
+    def __init__(self, make_net: Callable[[], object], precision: str = "fp32", threads: int = 0):
+        super().__init__()
+        if precision not in ("fp32", "bf16"):
+            raise ValueError(f"unsupported torch precision {precision!r}")
+        self.name = f"torch-{precision}"
+        self.make_net = make_net
+        self.precision = precision
+        self.threads = threads
+        self.graph = None
+
+    def activate_impl(self) -> None:
+        torch = require("torch")
+        from ..models.decode import Colorizer
+
+        if self.threads:
+            torch.set_num_threads(self.threads)
+        self.graph = Colorizer(self.make_net()).eval()
+
+    def deactivate_impl(self) -> None:
+        self.graph = None
+
+    def infer_impl(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        torch = require("torch")
+        L = torch.from_numpy(np.ascontiguousarray(feed["L"], dtype=np.float32))
+        t = float(feed.get("temperature", 0.38))
+        with (
+            torch.inference_mode(),
+            torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.precision == "bf16"),
+        ):
+            ab = self.graph(L, t)
+        return {"ab": ab.float().numpy()}
+
+
+class OpenCVRunner(Runner):
+    """OpenCV dnn on the same ONNX file (what users of OpenCV's colorization sample run)."""
+
+    name = "opencv-dnn"
+
+    def __init__(self, model_path: str | Path, threads: int = 0):
+        super().__init__()
+        self.model_path = Path(model_path)
+        self.threads = threads
+        self.net = None
+
+    def activate_impl(self) -> None:
+        import cv2
+
+        if self.threads:
+            cv2.setNumThreads(self.threads)
+        self.net = cv2.dnn.readNetFromONNX(str(self.model_path))  # default backend and target: the CPU
+
+    def deactivate_impl(self) -> None:
+        self.net = None
+
+    def infer_impl(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        self.net.setInput(np.ascontiguousarray(feed["L"], dtype=np.float32), "L")
+        return {"ab": np.asarray(self.net.forward())}
+
+
+@dataclass
+class Backend:
+    """One row of the comparison: how to build its runner, and what it should be compared with."""
+
+    name: str
+    make: Callable[[], Runner] | None  # None when unavailable here
+    precision: str  # fp32 | bf16 | fp16 | int8 (selects the GEMM peak the fraction refers to)
+    device: str = "cpu"
+    comparable: bool = (
+        True  # same weights as the ONNX fp32 reference (or quantised from it): outputs comparable
+    )
+    unavailable: str = ""  # why make is None
+    notes: list[str] = field(default_factory=list)
+
+
+REFERENCE = "ort-fp32"
+DEFAULT_BACKENDS = (
+    "torch-fp32",
+    "torch-bf16",
+    "ort-fp32",
+    "ort-int8",
+    "opencv-dnn",
+    "ort-cuda-fp32",
+    "ort-trt-fp16",
+    "ort-trt-int8",
+    "trt-fp16",
+    "trt-int8",
+)
+
+
+def build_backends(
+    fp32: Path,
+    int8: Path | None,
+    make_net: Callable[[], object] | None,
+    *,
+    torch_comparable: bool,
+    names: tuple[str, ...] = DEFAULT_BACKENDS,
+    threads: int = 0,
+    max_side: int = 1024,
+) -> list[Backend]:
+    """The backends to compare for one model; unavailable ones carry the reason instead of a loader."""
+    from ..runtime.backends import available_backends, make_runner, provider_list
+
+    avail = available_backends()
+    out: list[Backend] = []
+    for name in names:
+        if name in ("torch-fp32", "torch-bf16"):
+            prec = name.split("-")[1]
+            why = "" if make_net is not None else "no PyTorch model for this ONNX"
+            try:
+                require("torch")
+            except ImportError as exc:
+                why = str(exc)
+            make = None if why else (lambda p=prec: TorchRunner(make_net, p, threads))
+            out.append(Backend(name, make, prec, comparable=torch_comparable, unavailable=why))
+        elif name in ("ort-fp32", "ort-int8"):
+            path = fp32 if name == "ort-fp32" else int8
+            make = (
+                None
+                if path is None
+                else (lambda path=path, name=name: _named(OrtRunner(path, threads=threads), name))
+            )
+            out.append(Backend(name, make, name[4:], unavailable="" if path else "no INT8 model"))
+        elif name == "opencv-dnn":
+            out.append(Backend(name, lambda: OpenCVRunner(fp32, threads), "fp32"))
+        elif name == "ort-cuda-fp32":
+            make = (lambda name=name: _named(make_runner("cuda", fp32), name)) if avail["cuda"] else None
+            out.append(
+                Backend(name, make, "fp32", "gpu", unavailable="" if make else "no CUDAExecutionProvider")
+            )
+        elif name in ("ort-trt-fp16", "ort-trt-int8"):
+            prec = name.rsplit("-", 1)[1]
+            path = fp32 if prec == "fp16" else int8
+            why = (
+                "no TensorrtExecutionProvider"
+                if not avail["ort-trt"]
+                else ("no INT8 model" if path is None else "")
+            )
+            make = None
+            if not why:
+                providers = provider_list("ort-trt", max_side)
+                providers[0] = (providers[0][0], {**providers[0][1], f"trt_{prec}_enable": True})
+
+                def make(path=path, providers=providers, name=name):
+                    return _named(OrtRunner(path, providers, strict=True), name)
+
+            out.append(Backend(name, make, prec, "gpu", unavailable=why))
+        elif name in ("trt-fp16", "trt-int8"):
+            out.append(_native_trt_backend(name, fp32, int8, avail["tensorrt"]))
+        else:
+            raise ValueError(f"unknown backend {name!r}; choose from {', '.join(DEFAULT_BACKENDS)}")
+    return out
+
+
+def _named(runner: Runner, name: str) -> Runner:
+    runner.name = name
+    return runner
+
+
+def _native_trt_backend(name: str, fp32: Path, int8: Path | None, available: bool) -> Backend:
+    """Native TensorRT: an engine built from the ONNX with the export package's builder."""
+    prec = name.split("-")[1]
+    if not available:
+        return Backend(
+            name, None, prec, "gpu", unavailable="TensorRT not installed (pip install 'colorize-rt[gpu]')"
+        )
+    source = fp32 if prec == "fp16" else int8
+    if source is None:
+        return Backend(name, None, prec, "gpu", unavailable="no INT8 model")
+
+    def make() -> Runner:
+        from ..runtime.tensorrt_runner import TrtRunner
+        from .engines import build_engine
+
+        return _named(TrtRunner(build_engine(source, prec)), name)
+
+    return Backend(name, make, prec, "gpu")

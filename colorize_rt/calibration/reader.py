@@ -1,0 +1,51 @@
+"""Calibration data: a fixed list of images fed with exactly the runtime's preprocessing.
+
+Each image is read, resized so its shorter side is 256 (``evaluation.iter_lab_images``, the same
+path the evaluation and the runtime's ``fit`` mode use), converted to L* (``core.color``) and
+edge-padded to a multiple of 8 as ``runtime.runners.predict_ab`` does; one image per batch (N = 1).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from onnxruntime.quantization import CalibrationDataReader
+
+from ..core.constants import NET_MULTIPLE
+from ..evaluation import EVAL_SHORT_SIDE, iter_lab_images
+
+
+def network_input(L: np.ndarray) -> np.ndarray:
+    """L* (H, W) -> the runtime's network input (1, 1, H8, W8), edge-padded to a multiple of 8."""
+    h, w = L.shape
+    ph, pw = (-h) % NET_MULTIPLE, (-w) % NET_MULTIPLE
+    return np.pad(L.astype(np.float32), ((0, ph), (0, pw)), mode="edge")[None, None]
+
+
+class ImageCalibrationReader(CalibrationDataReader):
+    """ONNX Runtime calibration reader over ``files`` (``get_next`` yields ``{"L": array}``; the
+    temperature input keeps its default). Supports ``set_range`` so calibration can run in chunks."""
+
+    def __init__(self, files: list[Path], short_side: int = EVAL_SHORT_SIDE):
+        if not files:
+            raise ValueError("no calibration images")
+        self.files = list(files)
+        self.short_side = short_side
+        self.set_range(0, len(self.files))
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def set_range(self, start_index: int, end_index: int) -> None:
+        self._iter = iter_lab_images(self.files[start_index:end_index], self.short_side)
+
+    def rewind(self) -> None:
+        self.set_range(0, len(self.files))
+
+    def get_next(self) -> dict[str, np.ndarray] | None:
+        item = next(self._iter, None)
+        if item is None:
+            return None
+        _, lab = item
+        return {"L": network_input(lab[..., 0])}

@@ -1,0 +1,1 @@
+"""Runtime: torch-free colorization through ONNX Runtime (CPU/CUDA/TensorRT EP) or TensorRT engines."""

@@ -1,0 +1,125 @@
+"""Runners share one small lifecycle (Polygraphy style): ``activate`` / ``infer`` / ``deactivate``,
+usable as context managers, exchanging dicts of named numpy arrays."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from ..core.constants import DEFAULT_T, NET_MULTIPLE
+
+
+class Runner:
+    name = "base"
+
+    def __init__(self) -> None:
+        self.is_active = False
+
+    def activate(self) -> Runner:
+        if not self.is_active:
+            self.activate_impl()
+            self.is_active = True
+        return self
+
+    def deactivate(self) -> None:
+        if self.is_active:
+            self.deactivate_impl()
+            self.is_active = False
+
+    def infer(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        if not self.is_active:
+            raise RuntimeError(
+                f"runner {self.name} is not active; call activate() or use it as a context manager"
+            )
+        return self.infer_impl(feed)
+
+    def __enter__(self) -> Runner:
+        return self.activate()
+
+    def __exit__(self, *exc) -> None:
+        self.deactivate()
+
+    def activate_impl(self) -> None:  # pragma: no cover - overridden
+        pass
+
+    def deactivate_impl(self) -> None:  # pragma: no cover - overridden
+        pass
+
+    def infer_impl(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:  # pragma: no cover
+        raise NotImplementedError
+
+
+class OrtRunner(Runner):
+    """ONNX Runtime session over an exported colorize-rt model (fp32, fp16 or INT8 Q/DQ).
+
+    ``providers`` is an ONNX Runtime provider list (names or ``(name, options)`` pairs). ORT silently drops
+    a provider it cannot load (e.g. CUDA without its libraries); ``strict`` turns that into an error so the
+    backend selection can fall back explicitly instead of running on the CPU unawares.
+    """
+
+    name = "onnxruntime-cpu"
+
+    def __init__(
+        self, model_path: str | Path, providers: list | None = None, threads: int = 0, strict: bool = False
+    ):
+        super().__init__()
+        self.model_path = Path(model_path)
+        self.providers = providers or ["CPUExecutionProvider"]
+        self.threads = threads
+        self.strict = strict
+        self.session = None
+        self._accepted: set[str] = set()
+        self._outputs: list[str] = []
+
+    def activate_impl(self) -> None:
+        import onnxruntime as ort
+
+        opts = ort.SessionOptions()
+        opts.log_severity_level = 3  # the temperature input/initializer warning is expected
+        if self.threads:
+            opts.intra_op_num_threads = self.threads
+        self.session = ort.InferenceSession(str(self.model_path), opts, providers=self.providers)
+        if self.strict:
+            wanted = [p if isinstance(p, str) else p[0] for p in self.providers]
+            got = self.session.get_providers()
+            if wanted and wanted[0] not in got:
+                self.session = None
+                raise RuntimeError(f"{wanted[0]} could not be initialised (ONNX Runtime fell back to {got})")
+        self._accepted = {i.name for i in self.session.get_inputs()}
+        self._accepted |= {i.name for i in self.session.get_overridable_initializers()}
+        self._outputs = [o.name for o in self.session.get_outputs()]
+
+    def deactivate_impl(self) -> None:
+        self.session = None
+
+    @property
+    def active_providers(self) -> list[str]:
+        return self.session.get_providers() if self.session is not None else []
+
+    def accepts(self, name: str) -> bool:
+        return name in self._accepted
+
+    def infer_impl(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        feed = {k: v for k, v in feed.items() if k in self._accepted}
+        return dict(zip(self._outputs, self.session.run(self._outputs, feed), strict=True))
+
+
+def predict_ab(runner: Runner, L: np.ndarray, temperature: float = DEFAULT_T) -> np.ndarray:
+    """Run the network on one L* map (H, W) at its own size -> ab (2, H, W).
+
+    The map is edge-padded to a multiple of 8 (the network's stride) and the result cropped back.
+    """
+    h, w = L.shape
+    ph, pw = (-h) % NET_MULTIPLE, (-w) % NET_MULTIPLE
+    x = np.pad(L.astype(np.float32), ((0, ph), (0, pw)), mode="edge")[None, None]
+    return predict_ab_batch(runner, x, temperature)[0, :, :h, :w]
+
+
+def predict_ab_batch(runner: Runner, L: np.ndarray, temperature: float = DEFAULT_T) -> np.ndarray:
+    """L (N, 1, H, W) float32, H and W multiples of 8 -> ab (N, 2, H, W) float32."""
+    feed = {
+        "L": np.ascontiguousarray(L, dtype=np.float32),
+        "temperature": np.array(temperature, dtype=np.float32),
+    }
+    return np.asarray(runner.infer(feed)["ab"], dtype=np.float32)

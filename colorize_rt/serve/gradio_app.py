@@ -1,0 +1,222 @@
+"""Gradio UI (mounted on a small FastAPI app that also serves ``/healthz``, ``/api/stats`` and
+``POST /api/colorize``). All logic lives in :mod:`colorize_rt.serve.service`."""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from ..core.atomic import atomic_write_bytes
+from ..core.constants import DEFAULT_T
+from ..core.lazy import require
+from .service import (
+    DEFAULT_SIZE,
+    METHOD_LABELS,
+    METHODS,
+    MODES,
+    ColorizeService,
+    UserError,
+    blend,
+    blend_frames,
+    gif_bytes,
+    side_by_side,
+    status_line,
+)
+
+log = logging.getLogger(__name__)
+
+INTRO = (
+    "# colorize-rt\n"
+    "Upload (or drag and drop) a photo; it is colorized with *Colorful Image Colorization* "
+    "(Zhang, Isola & Efros, ECCV 2016). Colour photos are converted to gray first."
+)
+
+
+def build_blocks(service: ColorizeService):
+    """The Gradio Blocks UI over ``service``."""
+    os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+    gr = require("gradio")
+    outdir = Path(tempfile.mkdtemp(prefix="colorize-rt-ui-"))
+
+    def cache_md_text() -> str:
+        return "  \n".join(service.cache_text().splitlines())
+
+    def empty(status: str):
+        return (None, None, None, None, None, [], None, status, cache_md_text(), None)
+
+    def run(file_bytes, method, temperature, mode, size, ref_bytes, blend_t):
+        if file_bytes is None:
+            return empty("Upload an image to start.")
+        try:
+            res = service.colorize(
+                file_bytes,
+                method=method,
+                temperature=temperature,
+                mode=mode,
+                size=int(size),
+                reference=ref_bytes,
+            )
+        except UserError as exc:
+            return empty(f"**Error:** {exc}")
+        except Exception as exc:  # noqa: BLE001 - show it in the page instead of a broken UI
+            log.exception("colorize failed")
+            return empty(f"**Internal error:** {type(exc).__name__}: {exc}")
+        stem = res.key[:16]
+        png_path = atomic_write_bytes(outdir / f"colorized-{stem}.png", res.png)
+        frames = blend_frames(res.gray, res.color)
+        gif_path = outdir / f"blend-{stem}.gif"
+        if not gif_path.exists():
+            atomic_write_bytes(gif_path, gif_bytes(frames))
+        n = len(frames)
+        gallery = [
+            (frames[i], f"{i / (n - 1):.0%}") for i in sorted({round(x) for x in np.linspace(0, n - 1, 7)})
+        ]
+        return (
+            res.gray,
+            res.color,
+            side_by_side(res.gray, res.color),
+            blend(res.gray, res.color, blend_t),
+            str(gif_path),
+            gallery,
+            str(png_path),
+            status_line(res),
+            cache_md_text(),
+            (res.gray, res.color),
+        )
+
+    def reblend(state, blend_t):
+        return None if state is None else blend(state[0], state[1], blend_t)
+
+    def method_changed(method):
+        return gr.update(visible=method == "transfer"), gr.update(interactive=method != "transfer")
+
+    with gr.Blocks(title="colorize-rt") as demo:
+        gr.Markdown(INTRO)
+        gr.Markdown(service.backend_text(), elem_id="backend")
+        state = gr.State(None)
+        with gr.Row():
+            with gr.Column(scale=1):
+                upload = gr.File(label="Image (click or drag and drop)", type="binary", elem_id="upload")
+                method = gr.Radio(
+                    [(METHOD_LABELS[m], m) for m in METHODS],
+                    value="classification",
+                    label="Method",
+                    elem_id="method",
+                )
+                reference = gr.File(
+                    label="Reference image (colours are taken from it)",
+                    type="binary",
+                    visible=False,
+                    elem_id="reference",
+                )
+                temperature = gr.Slider(
+                    0.01,
+                    1.0,
+                    value=DEFAULT_T,
+                    step=0.01,
+                    label="Temperature (live preview)",
+                    info="annealed mean: lower = more saturated, 1 = mean",
+                    elem_id="temperature",
+                )
+                with gr.Row():
+                    mode = gr.Dropdown(list(MODES), value="fit", label="Mode", elem_id="mode")
+                    size = gr.Slider(
+                        64, 1024, value=DEFAULT_SIZE, step=8, label="Network size", elem_id="size"
+                    )
+                button = gr.Button("Colorize", variant="primary", elem_id="run")
+                status = gr.Markdown("Upload an image to start.", elem_id="status")
+            with gr.Column(scale=2):
+                with gr.Tab("Result"):
+                    with gr.Row():
+                        grayed = gr.Image(
+                            label="Input (gray)",
+                            type="numpy",
+                            format="png",
+                            interactive=False,
+                            height=360,
+                            elem_id="gray",
+                        )
+                        result = gr.Image(
+                            label="Colorized",
+                            type="numpy",
+                            format="png",
+                            interactive=False,
+                            height=360,
+                            elem_id="result",
+                        )
+                    download = gr.File(
+                        label="Download (PNG, full resolution)", interactive=False, elem_id="download"
+                    )
+                with gr.Tab("Side by side"):
+                    sbs = gr.Image(
+                        label="Gray | colour",
+                        type="numpy",
+                        format="png",
+                        interactive=False,
+                        elem_id="side-by-side",
+                    )
+                with gr.Tab("Blend"):
+                    blend_t = gr.Slider(
+                        0.0, 1.0, value=0.5, step=0.01, label="Gray → colour", elem_id="blend"
+                    )
+                    blended = gr.Image(
+                        label="Blend", type="numpy", format="png", interactive=False, elem_id="blended"
+                    )
+                with gr.Tab("Animation"):
+                    gif = gr.Image(
+                        label="Blend animation (GIF)", type="filepath", interactive=False, elem_id="gif"
+                    )
+                    frames = gr.Gallery(label="Frames", columns=7, height="auto", elem_id="frames")
+        cache_md = gr.Markdown(cache_md_text(), elem_id="cache-stats")
+
+        inputs = [upload, method, temperature, mode, size, reference, blend_t]
+        outputs = [grayed, result, sbs, blended, gif, frames, download, status, cache_md, state]
+        for trigger in (
+            upload.change,
+            reference.change,
+            method.change,
+            mode.change,
+            size.release,
+            temperature.change,
+            button.click,
+        ):
+            trigger(
+                run,
+                inputs,
+                outputs,
+                trigger_mode="always_last",
+                concurrency_limit=4,
+                concurrency_id="colorize",
+                show_progress="minimal",
+            )
+        blend_t.change(reblend, [state, blend_t], blended, trigger_mode="always_last", show_progress="hidden")
+        method.change(method_changed, method, [reference, temperature])
+    return demo
+
+
+def create_app(service: ColorizeService, blocks=None):
+    """The Gradio UI at ``/`` mounted on the FastAPI app of :mod:`.http_api` (health, stats, colorize)."""
+    gr = require("gradio")
+    from .http_api import create_api
+
+    blocks = blocks if blocks is not None else build_blocks(service)
+    limit = f"{service.max_upload_mb:g}mb"
+    return gr.mount_gradio_app(create_api(service), blocks, path="/", max_file_size=limit, footer_links=[])
+
+
+def serve(service: ColorizeService, host: str = "127.0.0.1", port: int = 7860, share: bool = False) -> None:
+    """Run the app until interrupted. ``share=True`` uses Gradio's own launcher (public tunnel link,
+    UI only); otherwise uvicorn serves the app with its HTTP endpoints on ``host:port``."""
+    os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+    blocks = build_blocks(service)
+    limit = f"{service.max_upload_mb:g}mb"
+    if share:
+        blocks.launch(server_name=host, server_port=port, share=True, max_file_size=limit, footer_links=[])
+        return
+    uvicorn = require("uvicorn")
+    print(f"colorize-rt gradio UI on http://{host}:{port}/", flush=True)
+    uvicorn.run(create_app(service, blocks), host=host, port=port, log_level="warning")

@@ -1,0 +1,75 @@
+"""Training data: any folder tree of images -> random crops as (L*, ab at 1/4 resolution).
+
+Augmentation randomness is seeded per (seed, epoch, index), so a sample is the same whichever worker
+loads it: that is what makes ``--resume`` reproduce an uninterrupted run.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from ..core.color import rgb_to_lab
+from ..evaluation import list_images
+
+log = logging.getLogger(__name__)
+TRAIN_EXTS = {".jpg", ".jpeg", ".png", ".webp"}
+
+
+class ColorizationDataset(Dataset):
+    def __init__(self, root: str | Path, crop: int = 176, train: bool = True, seed: int = 0, limit: int | None = None):
+        if crop % 8:
+            raise ValueError(f"crop must be a multiple of 8; got {crop}")
+        self.files = [p for p in list_images(root, limit) if p.suffix.lower() in TRAIN_EXTS]
+        if not self.files:
+            raise ValueError(f"no training images (jpg/png/webp) under {root}")
+        self.crop, self.train, self.seed = crop, train, seed
+        self.epoch = 0
+        self._warned: set[int] = set()
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def _read(self, index: int) -> np.ndarray | None:
+        bgr = cv2.imread(str(self.files[index]), cv2.IMREAD_COLOR)
+        if bgr is None and index not in self._warned:
+            self._warned.add(index)
+            log.warning("skipping unreadable image %s", self.files[index])
+        return bgr
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        for attempt in range(len(self.files)):
+            bgr = self._read((index + attempt) % len(self.files))
+            if bgr is not None:
+                break
+        else:  # pragma: no cover - every file unreadable
+            raise RuntimeError("no readable images in the dataset")
+        rng = np.random.default_rng([self.seed, self.epoch, index])
+        rgb = _crop(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), self.crop, rng if self.train else None)
+        if self.train and rng.random() < 0.5:
+            rgb = rgb[:, ::-1]
+        lab = rgb_to_lab(rgb.astype(np.float32) / 255.0)
+        q = self.crop // 4
+        ab_small = cv2.resize(lab[..., 1:], (q, q), interpolation=cv2.INTER_AREA)
+        L = torch.from_numpy(np.ascontiguousarray(lab[None, ..., 0]))
+        return L, torch.from_numpy(np.ascontiguousarray(ab_small.transpose(2, 0, 1)))
+
+
+def _crop(rgb: np.ndarray, size: int, rng: np.random.Generator | None) -> np.ndarray:
+    """Random (or centre, when rng is None) square crop; images smaller than ``size`` are upscaled."""
+    h, w = rgb.shape[:2]
+    if min(h, w) < size:
+        s = size / min(h, w)
+        rgb = cv2.resize(rgb, (max(size, round(w * s)), max(size, round(h * s))), interpolation=cv2.INTER_CUBIC)
+        h, w = rgb.shape[:2]
+    y = int(rng.integers(0, h - size + 1)) if rng is not None else (h - size) // 2
+    x = int(rng.integers(0, w - size + 1)) if rng is not None else (w - size) // 2
+    return rgb[y : y + size, x : x + size]

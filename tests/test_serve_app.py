@@ -1,0 +1,133 @@
+"""The Gradio app's HTTP side in a real server process: 32 concurrent requests (no errors, no duplicate
+work), upload limits, bad input, and Redis going away while the app runs."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+import urllib.error
+import urllib.request
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+
+from colorize_rt.serve import streamlit_command
+from colorize_rt.serve.testing import AppProcess, RedisServer, sample_png, tiny_model
+
+pytest.importorskip("gradio", reason="pip install 'colorize-rt[serve]'")
+pytest.importorskip("torch", reason="the test model is exported with torch (the [train] extra)")
+pytest.importorskip("skimage", reason="sample photos come from scikit-image (the [dev] extra)")
+needs_redis = pytest.mark.skipif(
+    shutil.which("redis-server") is None, reason="redis-server not installed (apt-get install redis-server)"
+)
+
+
+@pytest.fixture(scope="module")
+def model(tmp_path_factory):
+    return tiny_model(tmp_path_factory.mktemp("model") / "m.onnx")
+
+
+@pytest.fixture(scope="module")
+def redis_server(tmp_path_factory):
+    if shutil.which("redis-server") is None:
+        yield None
+        return
+    with RedisServer(tmp_path_factory.mktemp("redis")) as srv:
+        yield srv
+
+
+@pytest.fixture(scope="module")
+def app(model, tmp_path_factory, redis_server):
+    url = redis_server.url if redis_server else ""
+    proc = AppProcess("gradio", model, tmp_path_factory.mktemp("app"), url, extra=("--max-upload-mb", "2"))
+    yield proc
+    proc.stop()
+
+
+def post(url: str, data: bytes):
+    req = urllib.request.Request(
+        url, data=data, method="POST", headers={"Content-Type": "application/octet-stream"}
+    )
+    try:
+        with urllib.request.urlopen(req, timeout=120) as resp:
+            return resp.status, resp.headers.get("X-Cache"), resp.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, None, exc.read()
+
+
+def stats(app) -> dict:
+    with urllib.request.urlopen(app.url + "/api/stats", timeout=10) as resp:
+        return json.loads(resp.read())["cache"]
+
+
+def concurrent_round(app, images, n=32, temperature=0.3):
+    url = app.url + f"/api/colorize?size=64&temperature={temperature}"
+    with ThreadPoolExecutor(n) as pool:
+        return list(pool.map(lambda i: post(url, images[i % len(images)]), range(n)))
+
+
+def test_32_concurrent_requests_no_errors_no_duplicate_work(app, redis_server):
+    before = stats(app)["session"]
+    images = [sample_png(112), sample_png(120)]  # 2 distinct requests, 16 identical copies each
+    answers = concurrent_round(app, images)
+    assert [a[0] for a in answers] == [200] * 32
+    assert [a[1] for a in answers].count("miss") == 2
+    assert len({a[2] for a in answers}) == 2  # identical requests got identical PNGs
+    after = stats(app)
+    assert after["session"]["computes"] - before["computes"] == 2
+    assert after["session"]["hits"] - before["hits"] == 30
+    assert after["backend"] == ("redis" if redis_server else "disk")
+
+
+def test_upload_limit_and_bad_input(app):
+    code, _, body = post(app.url + "/api/colorize", b"\0" * (3 * 1024 * 1024))
+    assert code == 413 and b"the upload is 3.0 MB; the upload limit is 2 MB" in body
+    code, _, body = post(app.url + "/api/colorize", b"GIF89a-but-not-really")
+    assert code == 400 and b"not a usable image" in body
+    code, _, body = post(app.url + "/api/colorize?mode=zoom", sample_png(32))
+    assert code == 400 and b"unknown mode 'zoom'" in body
+
+
+@needs_redis
+def test_redis_stopped_while_the_app_serves(app, redis_server):
+    """Runs last in this module: it kills the module's redis-server."""
+    assert stats(app)["backend"] == "redis"
+    images = [sample_png(72), sample_png(80), sample_png(88)]
+    with ThreadPoolExecutor(1) as bg:
+        first = bg.submit(concurrent_round, app, images, 32, 0.5)
+        redis_server.stop()  # while those requests are in flight
+        answers = first.result() + concurrent_round(app, images, 32, 0.6)
+    assert [a[0] for a in answers] == [200] * 64
+    info = stats(app)
+    assert info["backend"] == "disk (redis unavailable)" and info["session"]["redis_errors"] >= 1
+    assert info["disk"]["entries"] >= 3  # results after the outage went to disk
+
+
+def test_cli_usage_errors_are_one_line(tmp_path):
+    out = subprocess.run([sys.executable, "-m", "colorize_rt.serve", "--ui", "tkinter"], capture_output=True,
+                         text=True, timeout=60)  # fmt: skip
+    assert out.returncode == 2
+    assert (
+        out.stderr.strip()
+        .splitlines()[-1]
+        .startswith("python -m colorize_rt.serve: error: Invalid value for '--ui'")
+    )
+    assert "Traceback" not in out.stderr
+
+
+def test_streamlit_command_is_headless_and_private():
+    cmd = streamlit_command("127.0.0.1", 8501, 20.0)
+    pairs = dict(zip(cmd[5::2], cmd[6::2], strict=True))
+    assert pairs["--server.address"] == "127.0.0.1" and pairs["--server.headless"] == "true"
+    assert pairs["--browser.gatherUsageStats"] == "false" and pairs["--server.maxUploadSize"] == "20"
+
+
+def test_colorize_rt_serve_subcommand_dispatches():
+    code = "from colorize_rt.runtime.cli import main; main(['serve', '--ui', 'tkinter'])"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 2
+    assert out.stderr.strip() == (
+        "colorize-rt serve: error: Invalid value for '--ui': 'tkinter' is not one of 'gradio', 'streamlit'."
+    )
