@@ -37,13 +37,11 @@ def test_output_is_quarter_resolution(name, channels):
 
 def _release_like_state_dict():
     """A synthetic state dict with the exact keys and shapes of colorization_release_v2-9b330a0b.pth."""
-    chans = [(1, 64), (64, 64), None, (64, 128), (128, 128), None]
     sd = {}
     spec = {
         1: [(1, 64), (64, 64)], 2: [(64, 128), (128, 128)], 3: [(128, 256), (256, 256), (256, 256)],
         4: [(256, 512), (512, 512), (512, 512)], 5: [(512, 512)] * 3, 6: [(512, 512)] * 3, 7: [(512, 512)] * 3,
     }
-    del chans
     g = torch.Generator().manual_seed(0)
     for block, convs in spec.items():
         for i, (cin, cout) in enumerate(convs):

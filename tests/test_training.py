@@ -134,3 +134,23 @@ def test_sigkill_then_resume_matches_uninterrupted_run(tmp_path):
     assert load_checkpoint(run / "last.pt")["step"] == 12
     for k in a:
         assert torch.allclose(a[k].float(), b[k].float(), atol=1e-6), k
+
+
+def test_ddp_gloo_two_processes_match_single_process(tmp_path):
+    """DDP averages per-rank gradients; without SyncBatchNorm (CUDA only) each rank normalises its own
+    half, which is exactly single-process training of the global batch in 2 micro-batches."""
+    from . import ddp_grads
+
+    out = tmp_path / "grads.pt"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+           "-m", "tests.ddp_grads", str(out)]
+    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    ddp = torch.load(out, weights_only=True)
+
+    net = ddp_grads.fresh_model()
+    train_mod.train_step(net, ddp_grads.global_batch(), torch.linspace(0.5, 2, NUM_BINS), bins_tensor(), None, None,
+                         {"micro": 2})
+    for name, p in net.named_parameters():
+        assert torch.allclose(p.grad, ddp[name], atol=1e-5, rtol=1e-4), name

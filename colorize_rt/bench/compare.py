@@ -60,7 +60,7 @@ def run_case(
                 runner.activate()
                 res["activate_s"] = time.perf_counter() - t0
                 warm = []
-                for _ in range(policy.warmup):
+                for _ in range(max(policy.warmup, 1)):  # at least one: its output is compared
                     t0 = time.perf_counter()
                     out = runner.infer(feed)
                     warm.append(time.perf_counter() - t0)
@@ -109,7 +109,7 @@ def run_case(
     for b, _, res, times in active:
         if res["status"] != "ok" or not times:
             continue
-        res.update(summarize(times, batch=batch, warmup=policy.warmup))
+        res.update(summarize(times, batch=batch, warmup=len(res["warmup_ms"])))
         res["times_ms"] = [t * 1e3 for t in times]
         if macs:
             gflops = 2 * macs / (res["median_ms"] / 1e3) / 1e9

@@ -157,7 +157,7 @@ def export_checkpoint(
     meta = {
         "source_checkpoint": Path(checkpoint).name,
         "checkpoint_sha256": file_sha256(checkpoint),
-        "training_config_hash": config_hash(state.get("config")),
+        "training_config_hash": state.get("config_hash") or config_hash(state.get("config")),
         "training_step": str(state.get("step", "")),
         "weights": "ema" if use_ema and state.get("ema") is not None else "model",
     }
