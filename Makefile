@@ -2,7 +2,7 @@ PY ?= .venv/bin/python
 PIP ?= $(PY) -m pip
 RUNS ?= $(HOME)/colorize-runs
 
-.PHONY: setup test test-fast lint train export-trt bench clean
+.PHONY: setup demo test test-fast lint train export-trt bench serve clean
 
 .venv/bin/python:
 	python3 -m venv .venv
@@ -11,6 +11,15 @@ setup: .venv/bin/python
 	$(PIP) install -q --upgrade pip
 	$(PIP) install -q torch==2.13.0
 	$(PIP) install -q -e '.[train,dev,serve]'
+
+# Colorize scikit-image's sample photos (converted to gray) with the shipped default model.
+demo: setup
+	$(PY) scripts/sample_photos.py build/demo
+	$(dir $(PY))colorize-rt build/demo/gray -o build/demo/colorized --side-by-side
+	@echo "results: build/demo/colorized/ (gray | colour)"
+
+serve: setup
+	$(dir $(PY))colorize-rt serve --ui gradio
 
 test: setup
 	$(PY) -m ruff check .
@@ -22,8 +31,10 @@ test-fast: setup
 lint:
 	$(PY) -m ruff check .
 
+CONFIG ?= configs/quicktrain.yaml
+RUN ?= $(RUNS)/$(basename $(notdir $(CONFIG)))
 train: setup
-	$(PY) -m colorize_rt.training.train --config configs/quicktrain.yaml --out $(RUNS)/quicktrain
+	$(PY) -m colorize_rt.training.train --config $(CONFIG) --out $(RUN)
 
 # Full benchmark (< 15 min on a 2-core CPU; results in benchmarks/results/<machine-tag>/). BENCH_ARGS=--quick: < 2 min.
 bench: setup

@@ -44,6 +44,9 @@ def info_dict(engine=None, model: str = "default", error: str | None = None) -> 
         out.update(engine.info())
     else:
         out["model"] = {"name": model, "error": error}
+    from ..serve.cache import cache_info
+
+    out["cache"] = cache_info()
     return out
 
 
@@ -72,6 +75,10 @@ def _print_info(d: dict) -> None:
                 f"precision: {model['precision']}   size: {model['size_bytes'] / 1e6:.2f} MB",
                 "metadata:",
             ] + [f"  {k}: {v}" for k, v in sorted(model["metadata"].items())]
+    if "cache" in d:
+        from ..serve.cache import format_cache_info
+
+        lines.append(format_cache_info(d["cache"]))
     click.echo("\n".join(lines))
 
 
