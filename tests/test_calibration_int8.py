@@ -26,8 +26,9 @@ from colorize_rt.calibration.quantize import (
     split_files,
 )
 from colorize_rt.calibration.reader import ImageCalibrationReader
+from colorize_rt.core.hashing import file_sha256
 from colorize_rt.evaluation import list_images
-from colorize_rt.export.graph import get_metadata, sha256_file
+from colorize_rt.export.graph import get_metadata
 from colorize_rt.export.onnx_export import export_onnx
 from colorize_rt.models import create_model
 
@@ -225,7 +226,7 @@ def test_other_methods(fp32_model, dirs, tmp_path, method):
 def test_cache_key_depends_on_model_data_and_method(fp32_model, dirs):
     calib, held = dirs
     a, b = list_images(calib), list_images(held)
-    sha = sha256_file(fp32_model)
+    sha = file_sha256(fp32_model)
     k = calibration_key(sha, a, "entropy")
     assert k == calibration_key(sha, a, "entropy")
     assert (

@@ -13,9 +13,10 @@ from click.testing import CliRunner
 
 from colorize_rt.core.bins import bins_hash
 from colorize_rt.core.color import rgb_to_lab
+from colorize_rt.core.hashing import file_sha256
 from colorize_rt.export.cli import export_main
 from colorize_rt.export.fold import ChannelShift, fold_bn_after_relu
-from colorize_rt.export.graph import decode_nodes, fp32_nodes, get_metadata, sha256_file
+from colorize_rt.export.graph import decode_nodes, fp32_nodes, get_metadata
 from colorize_rt.export.onnx_export import config_hash, export_onnx
 from colorize_rt.models import create_model
 from colorize_rt.models.decode import Colorizer
@@ -118,7 +119,7 @@ def test_metadata(exported, checkpoint):
     assert float(meta["default_temperature"]) == pytest.approx(0.38)
     assert (meta["l_cent"], meta["l_norm"], meta["ab_norm"]) == ("50.0", "100.0", "110.0")
     assert meta["training_config_hash"] == config_hash({"lr": 3e-4, "batch": 8})
-    assert meta["checkpoint_sha256"] == sha256_file(checkpoint)
+    assert meta["checkpoint_sha256"] == file_sha256(checkpoint)
     assert meta["precision"] == "fp32" and meta["training_step"] == "12"
     assert "7/7 BN-after-ReLU" in meta["graph_simplification"]
     assert json.loads(meta["variant_args"])["width"] == 0.125

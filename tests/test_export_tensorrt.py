@@ -126,7 +126,7 @@ def test_verify_refuses_mismatch_with_rebuild_message(tmp_path, model):
     engine.write_bytes(b"not really a plan")
     with pytest.raises(te.EngineMismatch, match="no sidecar.*colorize-engine"):
         te.verify_engine(engine, tensorrt_version="10.7.0", device=DEV)
-    side = _sidecar(onnx_path=str(model), onnx_sha256=te.sha256_file(model))
+    side = _sidecar(onnx_path=str(model), onnx_sha256=te.file_sha256(model))
     te.sidecar_path(engine).write_text(json.dumps(side))
     assert te.verify_engine(engine, model, tensorrt_version="10.7.0", device=DEV)["precision"] == "fp16"
     with pytest.raises(te.EngineMismatch) as e:

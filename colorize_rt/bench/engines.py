@@ -27,13 +27,13 @@ def gpu_memory_gib() -> float:
 
 
 def build_engine(onnx_path: Path, precision: str) -> Path:
-    from ..export.graph import sha256_file
+    from ..core.hashing import file_sha256
     from ..export.tensorrt_engine import build_engine as trt_build
     from ..export.tensorrt_engine import card_profile
 
     folder = cache_dir() / "engines"
     folder.mkdir(parents=True, exist_ok=True)
-    key = f"{sha256_file(onnx_path)[:16]}-{precision}"
+    key = f"{file_sha256(onnx_path)[:16]}-{precision}"
     engine = folder / f"{key}.engine"
     if engine.is_file():
         return engine

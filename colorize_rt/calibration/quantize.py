@@ -31,8 +31,9 @@ from pathlib import Path
 import numpy as np
 
 from ..core.atomic import atomic_path
+from ..core.hashing import file_sha256
 from ..evaluation import EVAL_SHORT_SIDE, evaluate, list_images, onnx_predictor
-from ..export.graph import DECODE_PREFIX, NET_PREFIX, fp32_nodes, get_metadata, set_metadata, sha256_file
+from ..export.graph import DECODE_PREFIX, NET_PREFIX, fp32_nodes, get_metadata, set_metadata
 from .reader import ImageCalibrationReader
 
 METHODS = ("entropy", "percentile", "minmax")
@@ -89,7 +90,7 @@ def calibration_key(
     h = hashlib.sha256()
     h.update(f"{model_sha256}|{method}|{short_side}|ort{ort.__version__}".encode())
     for f in files:
-        h.update(f"|{Path(f).name}:{sha256_file(f)}".encode())
+        h.update(f"|{Path(f).name}:{file_sha256(f)}".encode())
     return h.hexdigest()[:24]
 
 
@@ -135,7 +136,7 @@ def quantize_int8(
     if method not in METHODS:
         raise ValueError(f"method must be one of {', '.join(METHODS)}; got {method!r}")
     fp32_path = Path(fp32_path)
-    key = calibration_key(sha256_file(fp32_path), calib_files, method, short_side)
+    key = calibration_key(file_sha256(fp32_path), calib_files, method, short_side)
     cache_dir = Path(cache_dir) if cache_dir else default_cache_dir()
     cache_dir.mkdir(parents=True, exist_ok=True)
     cache_path = cache_dir / f"{key}.json"
@@ -315,7 +316,7 @@ def calibrate(
             calibration_method=method,
             calibration_images=str(len(calib_files)),
             calibration_key=info["key"],
-            source_onnx_sha256=sha256_file(fp32_path),
+            source_onnx_sha256=file_sha256(fp32_path),
             auc_rebal_fp32=f"{gate.reference_auc:.3f}",
             auc_rebal_int8=f"{gate.candidate_auc:.3f}",
             gate_images=str(gate.n_images),

@@ -13,8 +13,9 @@ from pathlib import Path
 import numpy as np
 
 from ..core.atomic import atomic_path
+from ..core.hashing import file_sha256
 from ..core.lazy import require
-from .graph import drop_initializer, fp32_nodes, get_metadata, set_metadata, sha256_file
+from .graph import drop_initializer, fp32_nodes, get_metadata, set_metadata
 
 
 def convert_fp16(src: str | Path, dst: str | Path) -> Path:
@@ -44,7 +45,7 @@ def convert_fp16(src: str | Path, dst: str | Path) -> Path:
             numpy_helper.from_array(np.array(default_t, dtype=np.float32), name="temperature")
         )
     meta.update(
-        precision="fp16", source_onnx_sha256=sha256_file(src), fp16_converter="onnxconverter_common.float16"
+        precision="fp16", source_onnx_sha256=file_sha256(src), fp16_converter="onnxconverter_common.float16"
     )
     set_metadata(model16, meta)
     onnx.checker.check_model(model16)

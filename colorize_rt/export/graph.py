@@ -11,7 +11,6 @@ list, INT8 exclusions) can find the parts that must stay fp32 without guessing:
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 
 PRE_PREFIX = "pre/"
@@ -20,12 +19,6 @@ DECODE_PREFIX = "decode/"
 FP32_PREFIXES = (PRE_PREFIX, DECODE_PREFIX)
 
 
-def sha256_file(path: str | Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def name_nodes(graph) -> None:

@@ -151,7 +151,8 @@ def export_checkpoint(
     **kwargs: Any,
 ) -> Path:
     """Export a training checkpoint; metadata records its sha256, training config hash and step."""
-    from ..training.checkpoint import file_sha256, model_from_checkpoint
+    from ..core.hashing import file_sha256
+    from ..training.checkpoint import model_from_checkpoint
 
     net, state = model_from_checkpoint(checkpoint, use_ema=use_ema)
     meta = {

@@ -30,8 +30,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from ..core.atomic import atomic_write_bytes, atomic_write_text
+from ..core.hashing import file_sha256
 from ..core.lazy import MissingDependency
-from .graph import drop_initializer, get_metadata, sha256_file
+from .graph import drop_initializer, get_metadata
 
 TRT_MISSING = (
     "TensorRT is not installed: install tensorrt on a machine with an NVIDIA GPU "
@@ -389,7 +390,7 @@ def verify_engine(
     problems = check_sidecar(
         sidecar,
         tensorrt_version=tensorrt_version,
-        onnx_sha256=sha256_file(onnx_path) if onnx_path else None,
+        onnx_sha256=file_sha256(onnx_path) if onnx_path else None,
         **device,
     )
     if problems:
@@ -481,7 +482,7 @@ def build_engine(
         tensorrt_version=trt.__version__,
         plan=plan,
         precision=meta.get("precision", "fp32"),
-        onnx_sha256=sha256_file(onnx_path),
+        onnx_sha256=file_sha256(onnx_path),
         onnx_path=str(onnx_path),
         default_temperature=default_t,
         temperature_input=not bake_temperature,

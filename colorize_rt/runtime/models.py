@@ -6,11 +6,12 @@ overridden with ``COLORIZE_RT_ASSETS``), or a path to a ``.onnx`` model / ``.eng
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from functools import lru_cache
 from pathlib import Path
+
+from ..core.hashing import file_sha256
 
 SHIPPED = {"default": "default.onnx", "default-int8": "default-int8.onnx", "default-l2": "default-l2.onnx"}
 MODEL_EXTS = (".onnx", ".engine", ".plan", ".trt")
@@ -51,12 +52,6 @@ def is_engine(path: Path) -> bool:
     return path.suffix.lower() in (".engine", ".plan", ".trt")
 
 
-def file_sha256(path: str | Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 @lru_cache(maxsize=16)

@@ -5,7 +5,6 @@ Written atomically; loaded with ``weights_only=True``.
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 from typing import Any
 
@@ -46,9 +45,3 @@ def model_from_checkpoint(path: str | Path, use_ema: bool = True):
     return net.eval(), state
 
 
-def file_sha256(path: str | Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
