@@ -229,3 +229,18 @@ def test_cli_missing_checkpoint_is_one_line(tmp_path):
     assert res.output.strip().startswith("error:") and len(res.output.strip().splitlines()) == 1
     assert "Traceback" not in res.output
     assert not (tmp_path / "m.onnx").exists()
+
+
+def test_fp16_weight_storage_halves_the_file_keeps_fp32_compute(exported, tmp_path):
+    from colorize_rt.export.compress import store_weights_fp16
+
+    small = store_weights_fp16(exported, tmp_path / "small.onnx")
+    assert small.stat().st_size < 0.6 * exported.stat().st_size
+    meta = get_metadata(onnx.load(str(small)))
+    assert meta["weights_storage"] == "fp16" and meta["precision"] == "fp32"
+    L = np.stack([_real_L((96, 128), "coffee")])[:, None]
+    a = _session(exported).run(["ab"], {"L": L})[0]
+    b = _session(small).run(["ab"], {"L": L})[0]
+    assert np.abs(a - b).max() < 0.05  # weight rounding only; inputs, outputs and compute stay fp32
+    with pytest.raises(ValueError, match="no fp32 weights"):
+        store_weights_fp16(small, tmp_path / "again.onnx")

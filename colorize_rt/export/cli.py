@@ -37,6 +37,11 @@ def _fail(msg: str, code: int = EXIT_USAGE):
 )
 @click.option("--no-ema", is_flag=True, help="Export the raw weights instead of the EMA weights.")
 @click.option(
+    "--store-fp16",
+    is_flag=True,
+    help="fp32: store the weights as fp16 (half the file; compute stays fp32, Casts fold at load).",
+)
+@click.option(
     "--val",
     "val_dir",
     type=click.Path(file_okay=False),
@@ -59,6 +64,7 @@ def export_main(
     precision,
     temperature,
     no_ema,
+    store_fp16,
     val_dir,
     val_images,
     triton_dir,
@@ -72,7 +78,14 @@ def export_main(
         from .onnx_export import export_checkpoint
 
         out = Path(output)
-        if precision == "fp32":
+        if precision == "fp32" and store_fp16:
+            from .compress import store_weights_fp16
+
+            with tempfile.TemporaryDirectory(prefix="colorize-export.") as tmp:
+                fp32 = Path(tmp) / "model.fp32.onnx"
+                export_checkpoint(checkpoint, fp32, use_ema=not no_ema, default_temperature=temperature)
+                store_weights_fp16(fp32, out)
+        elif precision == "fp32":
             export_checkpoint(checkpoint, out, use_ema=not no_ema, default_temperature=temperature)
         else:
             from .fp16 import convert_fp16

@@ -19,8 +19,6 @@ DECODE_PREFIX = "decode/"
 FP32_PREFIXES = (PRE_PREFIX, DECODE_PREFIX)
 
 
-
-
 def name_nodes(graph) -> None:
     """Rename the torch exporter's nodes in place (idempotent): ``/net/…`` → ``net/…``; other nodes are
     ``decode/…`` if they depend on a network output, ``pre/…`` if they depend on a graph input, and
