@@ -218,14 +218,19 @@ def test_streamlit_upload_shows_coloured_result(browser, streamlit_app, photo, t
     time.sleep(0.5)
     region = screenshot_region(browser, result, tmp_path / "streamlit.png")
     assert region.size and mean_chroma(region) > 3.0
-    srcs = [
-        img.get_attribute("src")
-        for img in browser.find_elements(By.CSS_SELECTOR, "[data-testid=stImage] img")
-    ]
-    assert any(s.endswith(".gif") for s in srcs)  # the blend animation
-    assert "Download (PNG, full resolution)" in browser.find_element(By.CSS_SELECTOR, ".st-key-download").text
-    assert "cache backend: disk" in browser.find_element(By.CSS_SELECTOR, "[data-testid=stText]").text
-    assert time.monotonic() - t0 < 60
+    wait_for(  # the blend animation renders after the result
+        browser,
+        lambda d: any(
+            (img.get_attribute("src") or "").endswith(".gif")
+            for img in d.find_elements(By.CSS_SELECTOR, "[data-testid=stImage] img")
+        ),
+        what="blend GIF",
+    )
+    wait_for(browser, lambda d: "Download (PNG, full resolution)" in d.find_element(By.CSS_SELECTOR, ".st-key-download").text,
+             what="download button")
+    wait_for(browser, lambda d: "cache backend: disk" in d.find_element(By.CSS_SELECTOR, "[data-testid=stText]").text,
+             what="cache status")
+    assert time.monotonic() - t0 < 120
 
 
 def test_streamlit_non_image_gets_a_clear_message(browser, streamlit_app, tmp_path):

@@ -201,7 +201,10 @@ def _start_batch(tmp_path, model, n=24):
         text=True,
     )
     deadline = time.time() + 60
-    while time.time() < deadline and not (out.is_dir() and any(p.suffix == ".png" for p in out.iterdir())):
+    # wait for a finished output (temp files are hidden: ".name.xxxx.png")
+    while time.time() < deadline and not (
+        out.is_dir() and any(p.suffix == ".png" and not p.name.startswith(".") for p in out.iterdir())
+    ):
         time.sleep(0.01)
     return proc, out
 
