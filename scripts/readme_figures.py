@@ -20,10 +20,11 @@ ROW_H = 192
 
 
 def _label(img: np.ndarray, text: str) -> np.ndarray:
-    out = img.copy()
-    cv2.putText(out, text, (6, 18), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (0, 0, 0), 3, cv2.LINE_AA)
-    cv2.putText(out, text, (6, 18), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (255, 255, 255), 1, cv2.LINE_AA)
-    return out
+    """The image under a white bar holding its caption."""
+    bar = np.full((20, img.shape[1], 3), 255, np.uint8)
+    scale = min(0.45, 0.45 * img.shape[1] / max(1, cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, 0.45, 1)[0][0] + 8))
+    cv2.putText(bar, text, (4, 14), cv2.FONT_HERSHEY_SIMPLEX, scale, (0, 0, 0), 1, cv2.LINE_AA)
+    return np.concatenate([bar, img], 0)
 
 
 def main() -> None:
