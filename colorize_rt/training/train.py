@@ -220,7 +220,9 @@ def train(cfg: TrainConfig, run_dir: Path, resume: bool = False, progress: bool 
         log.info("resumed from %s at step %d", ckpt_path, step)
     model = net
     if world > 1:
-        model = torch.nn.parallel.DistributedDataParallel(net, device_ids=[device.index] if device.type == "cuda" else None)
+        if device.type == "cuda":  # SyncBatchNorm needs CUDA; on CPU each rank normalises its own shard
+            model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(net)
+        model = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
 
     def checkpoint(path: Path, score: float | None = None) -> None:
         if not _is_main():
