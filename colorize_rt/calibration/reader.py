@@ -12,15 +12,8 @@ from pathlib import Path
 import numpy as np
 from onnxruntime.quantization import CalibrationDataReader
 
-from ..core.constants import NET_MULTIPLE
+from ..core.netinput import pad_to_multiple
 from ..evaluation import EVAL_SHORT_SIDE, iter_lab_images
-
-
-def network_input(L: np.ndarray) -> np.ndarray:
-    """L* (H, W) -> the runtime's network input (1, 1, H8, W8), edge-padded to a multiple of 8."""
-    h, w = L.shape
-    ph, pw = (-h) % NET_MULTIPLE, (-w) % NET_MULTIPLE
-    return np.pad(L.astype(np.float32), ((0, ph), (0, pw)), mode="edge")[None, None]
 
 
 class ImageCalibrationReader(CalibrationDataReader):
@@ -48,4 +41,4 @@ class ImageCalibrationReader(CalibrationDataReader):
         if item is None:
             return None
         _, lab = item
-        return {"L": network_input(lab[..., 0])}
+        return {"L": pad_to_multiple(lab[..., 0])[None, None]}

@@ -14,6 +14,7 @@ _RGB_TO_XYZ = np.array(
     dtype=np.float64,
 )
 _XYZ_TO_RGB = np.linalg.inv(_RGB_TO_XYZ)
+Y_FROM_LINEAR_RGB = _RGB_TO_XYZ[1].astype(np.float32)  # relative luminance of linear sRGB
 WHITE_D65 = np.array([0.95047, 1.0, 1.08883], dtype=np.float64)
 _EPS = 0.008856  # (6/29)^3
 _KAPPA = 7.787  # (29/6)^2 / 3
@@ -70,7 +71,7 @@ def rgb_to_l(rgb: np.ndarray) -> np.ndarray:
     """Only the CIE L* channel of sRGB (..., 3) -> (...), cheaper than a full conversion."""
     rgb = np.asarray(rgb, dtype=np.float32)
     _check_last3(rgb, "rgb")
-    y = srgb_to_linear(rgb) @ _RGB_TO_XYZ[1].astype(np.float32)
+    y = srgb_to_linear(rgb) @ Y_FROM_LINEAR_RGB
     return l_from_y(y)
 
 

@@ -19,13 +19,13 @@ from functools import lru_cache
 import cv2
 import numpy as np
 
-from ..core.color import _RGB_TO_XYZ, l_from_y, l_to_gray_rgb, srgb_to_linear
+from ..core.color import Y_FROM_LINEAR_RGB, l_from_y, l_to_gray_rgb, srgb_to_linear
 from ..core.constants import NET_MULTIPLE
+from ..core.netinput import pad_to_multiple
 from .images import DecodedImage
 
 Predict = Callable[[np.ndarray], np.ndarray]
 STRIP_ROWS = 256  # rows recombined at a time at full resolution
-_Y_COEF = _RGB_TO_XYZ[1].astype(np.float32)
 
 
 # -- colour helpers -------------------------------------------------------------------------------------
@@ -41,7 +41,7 @@ def l_star(rgb: np.ndarray, gray: bool = False) -> np.ndarray:
     if gray:
         return l_from_y(lut[rgb[..., 0]])
     lin = lut[rgb]
-    return l_from_y(lin @ _Y_COEF)
+    return l_from_y(lin @ Y_FROM_LINEAR_RGB)
 
 
 def lab_to_pixels(L: np.ndarray, ab_hw2: np.ndarray, dtype) -> np.ndarray:
@@ -77,11 +77,6 @@ def resize_pixels(rgb: np.ndarray, h: int, w: int) -> np.ndarray:
         return rgb
     shrink = h * w < rgb.shape[0] * rgb.shape[1]
     return cv2.resize(rgb, (w, h), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_CUBIC)
-
-
-def pad_to_multiple(L: np.ndarray, m: int = NET_MULTIPLE) -> np.ndarray:
-    h, w = L.shape
-    return np.pad(L, ((0, (-h) % m), (0, (-w) % m)), mode="edge")
 
 
 def prepare_fit(image: DecodedImage, size: int) -> np.ndarray:

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..core.constants import DEFAULT_T, NET_MULTIPLE
+from ..core.constants import DEFAULT_T
+from ..core.netinput import pad_to_multiple
 
 
 class Runner:
@@ -111,9 +112,7 @@ def predict_ab(runner: Runner, L: np.ndarray, temperature: float = DEFAULT_T) ->
     The map is edge-padded to a multiple of 8 (the network's stride) and the result cropped back.
     """
     h, w = L.shape
-    ph, pw = (-h) % NET_MULTIPLE, (-w) % NET_MULTIPLE
-    x = np.pad(L.astype(np.float32), ((0, ph), (0, pw)), mode="edge")[None, None]
-    return predict_ab_batch(runner, x, temperature)[0, :, :h, :w]
+    return predict_ab_batch(runner, pad_to_multiple(L)[None, None], temperature)[0, :, :h, :w]
 
 
 def predict_ab_batch(runner: Runner, L: np.ndarray, temperature: float = DEFAULT_T) -> np.ndarray:

@@ -14,7 +14,8 @@ import click
 import numpy as np
 
 from ..core.atomic import atomic_write_text
-from ..core.constants import DEFAULT_T, NET_MULTIPLE
+from ..core.constants import DEFAULT_T
+from ..core.netinput import pad_to_multiple
 from ..evaluation import Predictor, evaluate, format_table, list_images, onnx_predictor
 
 
@@ -28,9 +29,9 @@ def torch_predictor(net, temperature: float = DEFAULT_T, device=None) -> Predict
 
     def predict(L: np.ndarray) -> np.ndarray:
         h, w = L.shape
-        x = np.pad(L, ((0, (-h) % NET_MULTIPLE), (0, (-w) % NET_MULTIPLE)), mode="edge")
+        x = torch.from_numpy(pad_to_multiple(L))[None, None].to(device or "cpu")
         with torch.no_grad():
-            ab = graph(torch.from_numpy(np.ascontiguousarray(x))[None, None].to(device or "cpu"), temperature)
+            ab = graph(x, temperature)
         return ab[0, :, :h, :w].float().cpu().numpy()
 
     return predict

@@ -150,9 +150,8 @@ def _image_grid(net, val_files, device) -> np.ndarray:
     predict = torch_predictor(net, device=device)
     rows = []
     for _, lab in iter_lab_images(val_files[:4], 128):
-        L = lab[..., 0]
         lab = lab[:128, :128]
-        L = L[:128, :128]
+        L = lab[..., 0]
         gray = np.repeat(l_to_gray_rgb(L)[..., None], 3, -1)
         pred = lab_to_rgb(merge_l_ab(L, predict(L)))
         rows.append(np.concatenate([gray, pred, lab_to_rgb(lab)], 1))
