@@ -101,8 +101,6 @@ def onnx_predictor(model_path: str | Path, temperature: float | None = None, thr
 def format_table(result: dict) -> str:
     lines = [f"{'method':<24} {'AuC raw':>8} {'AuC rebal':>10} {'PSNR':>7} {'images':>7}"]
     for name, m in result["methods"].items():
-        lines.append(
-            f"{name:<24} {m['auc_raw']:8.2f} {m['auc_rebal']:10.2f} {m['psnr']:7.2f} {m['n_images']:7d}"
-        )
+        lines.append(f"{name:<24} {m['auc_raw']:8.2f} {m['auc_rebal']:10.2f} {m['psnr']:7.2f} {m['n_images']:7d}")
     lines.append(f"(excluded as nearly colourless: {result['n_excluded']})")
     return "\n".join(lines)

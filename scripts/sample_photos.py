@@ -1,6 +1,6 @@
 """Write scikit-image's sample photos (and their gray versions) to a folder, for the demo and README.
 
-    python scripts/sample_photos.py build/demo
+python scripts/sample_photos.py build/demo
 """
 
 from __future__ import annotations

@@ -80,11 +80,7 @@ def photo(kind: str = "astronaut") -> np.ndarray:
 
 def write_rgb(path: Path, rgb: np.ndarray, params: list[int] | None = None) -> Path:
     """RGB (or gray) uint8/uint16 -> file via OpenCV."""
-    arr = (
-        rgb
-        if rgb.ndim == 2
-        else cv2.cvtColor(rgb, cv2.COLOR_RGBA2BGRA if rgb.shape[2] == 4 else cv2.COLOR_RGB2BGR)
-    )
+    arr = rgb if rgb.ndim == 2 else cv2.cvtColor(rgb, cv2.COLOR_RGBA2BGRA if rgb.shape[2] == 4 else cv2.COLOR_RGB2BGR)
     assert cv2.imwrite(str(path), arr, params or [])
     return path
 

@@ -54,9 +54,7 @@ def test_timings_ratios_and_errors_are_recorded():
         Backend("broken", lambda: (_ for _ in ()).throw(OSError("cannot open libfoo.so")), "fp32"),
         Backend("trt-fp16", None, "fp16", "gpu", unavailable="TensorRT not installed"),
     ]
-    res = run_case(
-        backends, _feed(batch=2), FAST, macs=10**9, peaks={"fp32_gflops": 100.0, "int8_gops": 400.0}
-    )
+    res = run_case(backends, _feed(batch=2), FAST, macs=10**9, peaks={"fp32_gflops": 100.0, "int8_gops": 400.0})
     ref, int8 = res["ort-fp32"], res["ort-int8"]
     assert ref["median_ms"] == pytest.approx(20, rel=0.5) and int8["median_ms"] < ref["median_ms"]
     assert int8["throughput_img_s"] == pytest.approx(2 / (int8["mean_ms"] / 1e3))

@@ -39,9 +39,7 @@ def test_quick_run_writes_consistent_reports(tmp_path, cache):
         ]
     )
     rec = json.loads((out / "bench.json").read_text())
-    assert (
-        rec["mode"] == "quick" and rec["machine"]["cores"] >= 1 and rec["machine"]["versions"]["onnxruntime"]
-    )
+    assert rec["mode"] == "quick" and rec["machine"]["cores"] >= 1 and rec["machine"]["versions"]["onnxruntime"]
     assert rec["peaks"]["fp32_gflops"] > 0 and rec["peaks"]["int8_gops"] > 0
     assert [(c["size"], c["batch"]) for c in rec["cases"]] == [(64, 1), (64, 2)]
     for i, case in enumerate(rec["cases"]):
@@ -53,9 +51,7 @@ def test_quick_run_writes_consistent_reports(tmp_path, cache):
             assert res[name]["status"] == "ok", (name, res[name])
             r, t = res[name], np.asarray(res[name]["times_ms"])
             assert r["runs"] == len(t) >= 3
-            assert r["median_ms"] == pytest.approx(np.median(t)) and r["p99_ms"] == pytest.approx(
-                np.percentile(t, 99)
-            )
+            assert r["median_ms"] == pytest.approx(np.median(t)) and r["p99_ms"] == pytest.approx(np.percentile(t, 99))
             assert r["throughput_img_s"] == pytest.approx(case["batch"] / (t.mean() / 1e3))
             assert r["gflops"] > 0 and 0 < r["fraction_of_peak"] and r["peak_rss_mb"] > 0
         assert res["ort-int8"]["speedup_vs_ort_fp32"]["pairs"] == res["ort-int8"]["runs"]

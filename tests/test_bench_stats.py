@@ -50,9 +50,7 @@ def test_paired_ratio_cancels_common_drift():
     drift = np.linspace(1.0, 3.0, 20)
     a, b = 0.2 * drift, 0.1 * drift
     r = paired_ratio(a, b)
-    assert (
-        r["median"] == pytest.approx(2.0) and r["p5"] == pytest.approx(2.0) and r["p95"] == pytest.approx(2.0)
-    )
+    assert r["median"] == pytest.approx(2.0) and r["p5"] == pytest.approx(2.0) and r["p95"] == pytest.approx(2.0)
     assert r["pairs"] == 20
     # Unpaired, the spread of either side alone would be 3x; the paired ratio has none.
     assert format_ratio(r) == "2.00× [2.00–2.00]"
@@ -65,9 +63,7 @@ def test_paired_ratio_spread():
     r = paired_ratio(a, b)
     assert r["median"] == pytest.approx(2.0)
     assert r["min"] == pytest.approx(1.0) and r["max"] == pytest.approx(4.0)
-    assert r["p5"] == pytest.approx(np.percentile(a / b, 5)) and r["p95"] == pytest.approx(
-        np.percentile(a / b, 95)
-    )
+    assert r["p5"] == pytest.approx(np.percentile(a / b, 5)) and r["p95"] == pytest.approx(np.percentile(a / b, 95))
 
 
 def test_peak_rss_sees_a_transient_allocation():
@@ -83,9 +79,9 @@ def test_peak_rss_sees_a_transient_allocation():
 
 def test_machine_tag():
     assert machine_tag("AMD EPYC", 2, []) == "amd-epyc-2cpu"
-    assert machine_tag(
-        "Intel(R) Xeon(R) Platinum 8480+ CPU @ 2.00GHz", 8, ["NVIDIA H100 80GB HBM3, 81559 MiB"]
-    ) == ("intel-xeon-platinum-8cpu-nvidia-h100-80gb-hbm3")
+    assert machine_tag("Intel(R) Xeon(R) Platinum 8480+ CPU @ 2.00GHz", 8, ["NVIDIA H100 80GB HBM3, 81559 MiB"]) == (
+        "intel-xeon-platinum-8cpu-nvidia-h100-80gb-hbm3"
+    )
 
 
 def _record(cases):
@@ -139,9 +135,7 @@ def test_headline_and_markdown_from_a_record():
     rec["headline"] = h
     md = markdown(rec)
     assert "6.00× [6.00–6.00]" in md
-    assert (
-        "error: cv2.error: Can't create layer 'Softmax'" in md and "more" not in md.split("Softmax")[1][:10]
-    )
+    assert "error: cv2.error: Can't create layer 'Softmax'" in md and "more" not in md.split("Softmax")[1][:10]
     assert "skipped: time budget (predicted 99 s)" in md
     assert "not available on this machine: trt-int8 (TensorRT not installed)" in md
     assert "model `default` not benchmarked: no model yet" in md

@@ -23,8 +23,7 @@ CHROMEDRIVER = shutil.which("chromedriver")
 REPO = Path(__file__).resolve().parent.parent
 pytestmark = pytest.mark.skipif(
     CHROMIUM is None or CHROMEDRIVER is None,
-    reason="headless browser tests need Debian's chromium and chromium-driver "
-    "(apt-get install chromium chromium-driver)",
+    reason="headless browser tests need Debian's chromium and chromium-driver (apt-get install chromium chromium-driver)",
 )
 webdriver = pytest.importorskip("selenium.webdriver", reason="pip install selenium")
 pytest.importorskip("gradio", reason="pip install 'colorize-rt[serve]'")
@@ -114,9 +113,7 @@ def wait_for(driver, fn, timeout=60, what="condition"):
 def test_gradio_upload_shows_coloured_result(browser, gradio_app, photo, tmp_path):
     t0 = time.monotonic()
     browser.get(gradio_app.url + "/")
-    upload = wait_for(
-        browser, lambda d: d.find_element(By.CSS_SELECTOR, "#upload input[type=file]"), what="upload"
-    )
+    upload = wait_for(browser, lambda d: d.find_element(By.CSS_SELECTOR, "#upload input[type=file]"), what="upload")
     assert "backend: cpu" in browser.find_element(By.CSS_SELECTOR, "#backend").text
     upload.send_keys(str(photo))
     result = wait_for(browser, lambda d: d.find_element(By.CSS_SELECTOR, "#result img"), what="result image")
@@ -148,9 +145,7 @@ def test_gradio_upload_shows_coloured_result(browser, gradio_app, photo, tmp_pat
 
     # blend animation: a GIF with gray and colour ends
     browser.find_element(By.XPATH, "//button[@role='tab' and contains(., 'Animation')]").click()
-    gif_src = wait_for(
-        browser, lambda d: d.find_element(By.CSS_SELECTOR, "#gif img"), what="gif"
-    ).get_attribute("src")
+    gif_src = wait_for(browser, lambda d: d.find_element(By.CSS_SELECTOR, "#gif img"), what="gif").get_attribute("src")
     with urllib.request.urlopen(gif_src, timeout=30) as resp:
         gif = Image.open(io.BytesIO(resp.read()))
         assert gif.format == "GIF" and gif.n_frames > 10
@@ -159,9 +154,7 @@ def test_gradio_upload_shows_coloured_result(browser, gradio_app, photo, tmp_pat
 
 def test_gradio_non_image_gets_a_clear_message(browser, gradio_app, tmp_path):
     browser.get(gradio_app.url + "/")
-    upload = wait_for(
-        browser, lambda d: d.find_element(By.CSS_SELECTOR, "#upload input[type=file]"), what="upload"
-    )
+    upload = wait_for(browser, lambda d: d.find_element(By.CSS_SELECTOR, "#upload input[type=file]"), what="upload")
     bad = tmp_path / "notes.txt"
     bad.write_text("this is not an image\n")
     upload.send_keys(str(bad))
@@ -176,9 +169,7 @@ def test_gradio_non_image_gets_a_clear_message(browser, gradio_app, tmp_path):
 
 def test_gradio_oversized_upload_is_refused(browser, gradio_app, big_png):
     browser.get(gradio_app.url + "/")
-    upload = wait_for(
-        browser, lambda d: d.find_element(By.CSS_SELECTOR, "#upload input[type=file]"), what="upload"
-    )
+    upload = wait_for(browser, lambda d: d.find_element(By.CSS_SELECTOR, "#upload input[type=file]"), what="upload")
     upload.send_keys(str(big_png))
     msg = 'exceed the maximum allowed size of 1.0 Mb: "big.png"'
     wait_for(browser, lambda d: any(msg in t.text for t in d.find_elements(By.CSS_SELECTOR, ".toast-body")),
@@ -206,9 +197,7 @@ def _streamlit_upload(browser, url: str, path: Path):
 def test_streamlit_upload_shows_coloured_result(browser, streamlit_app, photo, tmp_path):
     t0 = time.monotonic()
     _streamlit_upload(browser, streamlit_app.url, photo)
-    result = wait_for(
-        browser, lambda d: d.find_element(By.CSS_SELECTOR, ".st-key-result img"), what="result image"
-    )
+    result = wait_for(browser, lambda d: d.find_element(By.CSS_SELECTOR, ".st-key-result img"), what="result image")
     status = browser.find_element(By.CSS_SELECTOR, "[data-testid=stAlert]").text
     assert "192x192 · classification · cpu" in status
     colour = fetch_image(result.get_attribute("src"))
@@ -226,10 +215,16 @@ def test_streamlit_upload_shows_coloured_result(browser, streamlit_app, photo, t
         ),
         what="blend GIF",
     )
-    wait_for(browser, lambda d: "Download (PNG, full resolution)" in d.find_element(By.CSS_SELECTOR, ".st-key-download").text,
-             what="download button")
-    wait_for(browser, lambda d: "cache backend: disk" in d.find_element(By.CSS_SELECTOR, "[data-testid=stText]").text,
-             what="cache status")
+    wait_for(
+        browser,
+        lambda d: "Download (PNG, full resolution)" in d.find_element(By.CSS_SELECTOR, ".st-key-download").text,
+        what="download button",
+    )
+    wait_for(
+        browser,
+        lambda d: "cache backend: disk" in d.find_element(By.CSS_SELECTOR, "[data-testid=stText]").text,
+        what="cache status",
+    )
     assert time.monotonic() - t0 < 120
 
 
@@ -245,7 +240,5 @@ def test_streamlit_non_image_gets_a_clear_message(browser, streamlit_app, tmp_pa
 
 def test_streamlit_oversized_upload_is_refused(browser, streamlit_app, big_png):
     _streamlit_upload(browser, streamlit_app.url, big_png)
-    wait_for(
-        browser, lambda d: "1.0MB or smaller" in d.find_element(By.CSS_SELECTOR, "body").text, what="limit"
-    )
+    wait_for(browser, lambda d: "1.0MB or smaller" in d.find_element(By.CSS_SELECTOR, "body").text, what="limit")
     assert not browser.find_elements(By.CSS_SELECTOR, ".st-key-result img")

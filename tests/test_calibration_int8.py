@@ -42,9 +42,7 @@ def _write_images(d: Path, names: list[str], short: int = 128) -> Path:
     for name in names:
         rgb = getattr(skdata, name)()[..., :3]
         s = short / min(rgb.shape[:2])
-        rgb = cv2.resize(
-            rgb, (round(rgb.shape[1] * s), round(rgb.shape[0] * s)), interpolation=cv2.INTER_AREA
-        )
+        rgb = cv2.resize(rgb, (round(rgb.shape[1] * s), round(rgb.shape[0] * s)), interpolation=cv2.INTER_AREA)
         cv2.imwrite(str(d / f"{name}.jpg"), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
     return d
 
@@ -201,9 +199,7 @@ def test_gate_failure_writes_nothing(fp32_model, dirs, tmp_path):
 
 
 def test_usage_errors_exit_2(fp32_model, tmp_path):
-    r = CliRunner().invoke(
-        calibrate_main, [str(fp32_model), "--data", str(tmp_path / "missing"), "-o", str(tmp_path / "o.onnx")]
-    )
+    r = CliRunner().invoke(calibrate_main, [str(fp32_model), "--data", str(tmp_path / "missing"), "-o", str(tmp_path / "o.onnx")])
     assert r.exit_code == 2 and r.output.startswith("error:") and len(r.output.strip().splitlines()) == 1
     r = CliRunner().invoke(
         calibrate_main,

@@ -37,9 +37,7 @@ def image_dir(tmp_path_factory) -> Path:
     for name in IMAGES:
         rgb = getattr(skdata, name)()[..., :3]
         s = 160 / min(rgb.shape[:2])
-        rgb = cv2.resize(
-            rgb, (round(rgb.shape[1] * s), round(rgb.shape[0] * s)), interpolation=cv2.INTER_AREA
-        )
+        rgb = cv2.resize(rgb, (round(rgb.shape[1] * s), round(rgb.shape[0] * s)), interpolation=cv2.INTER_AREA)
         cv2.imwrite(str(d / f"{name}.jpg"), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
     return d
 
@@ -116,9 +114,7 @@ def test_cli_fp16_with_check(tmp_path, image_dir):
         },
     )
     out = tmp_path / "m16.onnx"
-    res = CliRunner().invoke(
-        export_main, [str(ck), "-o", str(out), "--precision", "fp16", "--val", str(image_dir)]
-    )
+    res = CliRunner().invoke(export_main, [str(ck), "-o", str(out), "--precision", "fp16", "--val", str(image_dir)])
     assert res.exit_code == 0, res.output
     assert "fp32" in res.output and "fp16" in res.output and "accuracy gate ok" in res.output
     assert get_metadata(onnx.load(str(out)))["precision"] == "fp16"

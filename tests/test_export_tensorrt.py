@@ -110,9 +110,7 @@ def test_sidecar_matching_rules():
     assert "TensorRT 10.7.0" in te.check_sidecar(_sidecar(), **{**ok, "tensorrt_version": "10.8.0"})[0]
     assert te.check_sidecar(_sidecar(), **{**ok, "compute_capability": "8.9", "gpu_name": "RTX 4090"})
     assert te.check_sidecar(_sidecar(), **{**ok, "gpu_name": "NVIDIA RTX A4000"})  # same sm, other GPU
-    assert te.check_sidecar(_sidecar(), **ok, onnx_sha256="cd" * 32) == [
-        "the ONNX model changed since the engine was built"
-    ]
+    assert te.check_sidecar(_sidecar(), **ok, onnx_sha256="cd" * 32) == ["the ONNX model changed since the engine was built"]
     vc = _sidecar(version_compatible=True)
     assert te.check_sidecar(vc, **{**ok, "tensorrt_version": "11.0.1"}) == []
     assert te.check_sidecar(vc, **{**ok, "tensorrt_version": "10.6.0"})

@@ -47,18 +47,14 @@ def test_config_parses_with_tritons_protobuf(repo):
     (inp,), (out,) = cfg.input, cfg.output
     assert (inp.name, list(inp.dims), inp.data_type) == ("L", [1, -1, -1], pb.TYPE_FP32)
     assert (out.name, list(out.dims), out.data_type) == ("ab", [2, -1, -1], pb.TYPE_FP32)
-    assert isinstance(
-        triton.validate_config((repo / "colorize" / "config.pbtxt").read_text()), pb.ModelConfig
-    )
+    assert isinstance(triton.validate_config((repo / "colorize" / "config.pbtxt").read_text()), pb.ModelConfig)
 
 
 def test_repository_model_runs_as_triton_would(repo):
     """Triton's ORT backend feeds only the configured input L, batched along N."""
     so = ort.SessionOptions()
     so.log_severity_level = 3
-    s = ort.InferenceSession(
-        str(repo / "colorize" / "1" / "model.onnx"), so, providers=["CPUExecutionProvider"]
-    )
+    s = ort.InferenceSession(str(repo / "colorize" / "1" / "model.onnx"), so, providers=["CPUExecutionProvider"])
     assert [i.name for i in s.get_inputs()] == ["L"]
     L = np.random.default_rng(0).uniform(0, 100, (5, 1, 64, 64)).astype(np.float32)
     assert s.run(["ab"], {"L": L})[0].shape == (5, 2, 64, 64)

@@ -39,8 +39,13 @@ def _release_like_state_dict():
     """A synthetic state dict with the exact keys and shapes of colorization_release_v2-9b330a0b.pth."""
     sd = {}
     spec = {
-        1: [(1, 64), (64, 64)], 2: [(64, 128), (128, 128)], 3: [(128, 256), (256, 256), (256, 256)],
-        4: [(256, 512), (512, 512), (512, 512)], 5: [(512, 512)] * 3, 6: [(512, 512)] * 3, 7: [(512, 512)] * 3,
+        1: [(1, 64), (64, 64)],
+        2: [(64, 128), (128, 128)],
+        3: [(128, 256), (256, 256), (256, 256)],
+        4: [(256, 512), (512, 512), (512, 512)],
+        5: [(512, 512)] * 3,
+        6: [(512, 512)] * 3,
+        7: [(512, 512)] * 3,
     }
     g = torch.Generator().manual_seed(0)
     for block, convs in spec.items():
@@ -49,8 +54,15 @@ def _release_like_state_dict():
             sd[f"model{block}.{2 * i}.bias"] = torch.randn(cout, generator=g) * 0.01
         bn = f"model{block}.{2 * len(convs)}"
         c = convs[-1][1]
-        sd.update({f"{bn}.weight": torch.ones(c), f"{bn}.bias": torch.zeros(c), f"{bn}.running_mean": torch.zeros(c),
-                   f"{bn}.running_var": torch.ones(c), f"{bn}.num_batches_tracked": torch.tensor(0)})
+        sd.update(
+            {
+                f"{bn}.weight": torch.ones(c),
+                f"{bn}.bias": torch.zeros(c),
+                f"{bn}.running_mean": torch.zeros(c),
+                f"{bn}.running_var": torch.ones(c),
+                f"{bn}.num_batches_tracked": torch.tensor(0),
+            }
+        )
     sd["model8.0.weight"] = torch.randn(512, 256, 4, 4, generator=g) * 0.05
     sd["model8.0.bias"] = torch.zeros(256)
     for i in (2, 4):

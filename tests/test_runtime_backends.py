@@ -165,14 +165,10 @@ def test_engine_sidecar_mismatch_is_refused():
         "onnx_path": "m.onnx",
     }
     check_engine_compat(side, "10.3.0", "NVIDIA A100-SXM4-80GB", (8, 0))  # same machine: fine
-    with pytest.raises(
-        EngineMismatch, match=r"built with TensorRT 10.3.0, running 10.8.0.*colorize-engine"
-    ) as e:
+    with pytest.raises(EngineMismatch, match=r"built with TensorRT 10.3.0, running 10.8.0.*colorize-engine") as e:
         check_engine_compat(side, "10.8.0", "NVIDIA A100-SXM4-80GB", (8, 0), "m.engine")
     assert "\n" not in str(e.value)
-    with pytest.raises(
-        EngineMismatch, match=r"compute capability 8.0, this GPU is 9.0.*colorize-engine m.onnx"
-    ):
+    with pytest.raises(EngineMismatch, match=r"compute capability 8.0, this GPU is 9.0.*colorize-engine m.onnx"):
         check_engine_compat(side, "10.3.0", "NVIDIA H100 80GB HBM3", (9, 0), "m.engine")
     with pytest.raises(EngineMismatch, match="this GPU is NVIDIA A100-PCIE-40GB"):
         check_engine_compat(side, "10.3.0", "NVIDIA A100-PCIE-40GB", (8, 0))
@@ -193,9 +189,7 @@ def test_tensorrt_engine_runs(tmp_path, model):  # pragma: no cover - GPU only
     np.testing.assert_allclose(predict_ab(runner, L), predict_ab(ref, L), atol=1.0)
 
 
-@pytest.mark.skipif(
-    "CUDAExecutionProvider" not in backends.ort_providers(), reason="needs onnxruntime-gpu + GPU"
-)
+@pytest.mark.skipif("CUDAExecutionProvider" not in backends.ort_providers(), reason="needs onnxruntime-gpu + GPU")
 def test_cuda_ep_runs(model):  # pragma: no cover - GPU only
     runner, used = open_runner(model, "cuda")
     ref = OrtRunner(model).activate()

@@ -52,9 +52,7 @@ def test_output_file_folder_glob_and_format(photos, tmp_path, model):
     # a folder input keeps names (and sub-folders) under -o DIR
     proc = run_cli(str(photos), "-o", str(tmp_path / "out"), "--model", model, "-q")
     assert proc.returncode == 0, proc.stderr
-    got = sorted(
-        p.relative_to(tmp_path / "out").as_posix() for p in (tmp_path / "out").rglob("*") if p.is_file()
-    )
+    got = sorted(p.relative_to(tmp_path / "out").as_posix() for p in (tmp_path / "out").rglob("*") if p.is_file())
     assert got == ["a.png", "b.jpg", "sub/c.png"]
     # a quoted glob, many inputs, --format changes the extension
     proc = run_cli(str(photos / "*.*"), "-o", str(tmp_path / "g"), "--format", "png", "--model", model, "-q")
@@ -118,15 +116,10 @@ def test_no_shipped_model_yet_message(photos, tmp_path):
 
 def test_skip_existing_and_side_by_side(photos, tmp_path, model):
     out = tmp_path / "o"
-    assert (
-        run_cli(str(photos / "a.png"), str(photos / "b.jpg"), "-o", str(out), "--model", model).returncode
-        == 0
-    )
+    assert run_cli(str(photos / "a.png"), str(photos / "b.jpg"), "-o", str(out), "--model", model).returncode == 0
     mtime = (out / "a.png").stat().st_mtime_ns
     time.sleep(0.01)
-    proc = run_cli(
-        str(photos / "a.png"), str(photos / "b.jpg"), "-o", str(out), "--skip-existing", "--model", model
-    )
+    proc = run_cli(str(photos / "a.png"), str(photos / "b.jpg"), "-o", str(out), "--skip-existing", "--model", model)
     assert proc.returncode == 0 and "0 colorized, 2 skipped" in proc.stderr
     assert (out / "a.png").stat().st_mtime_ns == mtime
     proc = run_cli(str(photos / "a.png"), "-o", str(tmp_path / "sbs.png"), "--side-by-side", "--model", model)

@@ -27,9 +27,7 @@ def test_png_jpg_webp_bmp_tiff_rgb(tmp_path, rgb):
         img = read_image(write_rgb(tmp_path / f"a{ext}", rgb))
         assert img.rgb.shape == (64, 96, 3) and img.rgb.dtype == np.uint8 and img.bit_depth == 8
         assert not img.gray and img.alpha is None
-        assert (
-            np.abs(img.rgb.astype(int) - rgb).max() <= tol or np.abs(img.rgb.astype(int) - rgb).mean() < 4
-        ), ext
+        assert np.abs(img.rgb.astype(int) - rgb).max() <= tol or np.abs(img.rgb.astype(int) - rgb).mean() < 4, ext
 
 
 def test_16bit_png_and_tiff_keep_16_bits(tmp_path, rgb):
@@ -150,20 +148,10 @@ def test_truncated_jpeg(tmp_path, rgb):
 
 def _png_header_only(width: int, height: int) -> bytes:
     def chunk(kind: bytes, body: bytes) -> bytes:
-        return (
-            struct.pack(">I", len(body))
-            + kind
-            + body
-            + struct.pack(">I", zlib.crc32(kind + body) & 0xFFFFFFFF)
-        )
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body) & 0xFFFFFFFF)
 
     ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    return (
-        b"\x89PNG\r\n\x1a\n"
-        + chunk(b"IHDR", ihdr)
-        + chunk(b"IDAT", zlib.compress(b"\0" * 64))
-        + chunk(b"IEND", b"")
-    )
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b"")
 
 
 def test_decompression_bomb_refused_before_decoding(tmp_path):

@@ -83,8 +83,7 @@ def test_10000x10000_fit_mode(tmp_path, model, record_property, monkeypatch):
     record_property("fit_10000_seconds", res["seconds"])
     record_property("fit_10000_maxrss_mb", res["maxrss_mb"])
     print(
-        f"\n10000x10000 fit: {res['seconds']:.1f} s, peak RSS {res['maxrss_mb']:.0f} MB "
-        f"(psutil {res['psutil_peak_mb']:.0f} MB)"
+        f"\n10000x10000 fit: {res['seconds']:.1f} s, peak RSS {res['maxrss_mb']:.0f} MB (psutil {res['psutil_peak_mb']:.0f} MB)"
     )
     # 100 MP: uint8 input (300 MB) + output (300 MB) + encoder copy; never a full-res float image (1.2 GB)
     assert res["maxrss_mb"] < 2000

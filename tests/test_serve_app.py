@@ -47,9 +47,7 @@ def app(model, tmp_path_factory, redis_server):
 
 
 def post(url: str, data: bytes):
-    req = urllib.request.Request(
-        url, data=data, method="POST", headers={"Content-Type": "application/octet-stream"}
-    )
+    req = urllib.request.Request(url, data=data, method="POST", headers={"Content-Type": "application/octet-stream"})
     try:
         with urllib.request.urlopen(req, timeout=120) as resp:
             return resp.status, resp.headers.get("X-Cache"), resp.read()
@@ -109,11 +107,7 @@ def test_cli_usage_errors_are_one_line(tmp_path):
     out = subprocess.run([sys.executable, "-m", "colorize_rt.serve", "--ui", "tkinter"], capture_output=True,
                          text=True, timeout=60)  # fmt: skip
     assert out.returncode == 2
-    assert (
-        out.stderr.strip()
-        .splitlines()[-1]
-        .startswith("python -m colorize_rt.serve: error: Invalid value for '--ui'")
-    )
+    assert out.stderr.strip().splitlines()[-1].startswith("python -m colorize_rt.serve: error: Invalid value for '--ui'")
     assert "Traceback" not in out.stderr
 
 

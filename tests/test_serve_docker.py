@@ -68,9 +68,7 @@ def test_dockerfile_copies_existing_paths_and_runs_a_valid_command(dockerfile):
 
 
 def test_cpu_image_is_runtime_only_and_gpu_image_has_trt_and_ort_gpu():
-    cpu = "\n".join(
-        ln for ln in (DOCKER / "Dockerfile.cpu").read_text().splitlines() if not ln.startswith("#")
-    )
+    cpu = "\n".join(ln for ln in (DOCKER / "Dockerfile.cpu").read_text().splitlines() if not ln.startswith("#"))
     assert "python:" in cpu and "-slim" in cpu
     assert "torch" not in cpu and "[serve]" in cpu and "gpu" not in cpu.lower().replace("gpus", "")
     gpu = (DOCKER / "Dockerfile.gpu").read_text()

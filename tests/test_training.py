@@ -104,8 +104,19 @@ def test_smoke_training_writes_checkpoint_that_loads(tmp_path):
 
 
 def _run_cli(out: Path, *extra: str) -> subprocess.Popen:
-    cmd = [sys.executable, "-m", "colorize_rt.training.train", "--config", str(SMOKE), "--out", str(out),
-           f"train_dir={TRAIN_DIR}", "val_dir=", "threads=1", *extra]
+    cmd = [
+        sys.executable,
+        "-m",
+        "colorize_rt.training.train",
+        "--config",
+        str(SMOKE),
+        "--out",
+        str(out),
+        f"train_dir={TRAIN_DIR}",
+        "val_dir=",
+        "threads=1",
+        *extra,
+    ]
     return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, cwd=ROOT)
 
 
@@ -142,15 +153,22 @@ def test_ddp_gloo_two_processes_match_single_process(tmp_path):
     from . import ddp_grads
 
     out = tmp_path / "grads.pt"
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-           "-m", "tests.ddp_grads", str(out)]
-    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300,
-                          env={**os.environ, "OMP_NUM_THREADS": "1"})
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node",
+        "2",
+        "-m",
+        "tests.ddp_grads",
+        str(out),
+    ]
+    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert proc.returncode == 0, proc.stderr[-2000:]
     ddp = torch.load(out, weights_only=True)
 
     net = ddp_grads.fresh_model()
-    train_mod.train_step(net, ddp_grads.global_batch(), torch.linspace(0.5, 2, NUM_BINS), bins_tensor(), None, None,
-                         {"micro": 2})
+    train_mod.train_step(net, ddp_grads.global_batch(), torch.linspace(0.5, 2, NUM_BINS), bins_tensor(), None, None, {"micro": 2})
     for name, p in net.named_parameters():
         assert torch.allclose(p.grad, ddp[name], atol=1e-5, rtol=1e-4), name

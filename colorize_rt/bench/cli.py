@@ -37,9 +37,7 @@ class BenchConfig:
     budget_s: float = 780.0  # the whole run: the issue allows 15 minutes including `make setup`
     compare_share: float = 0.65  # of what is left after setup; the rest: end to end and tiled
     max_case_s: float = 75.0
-    policy: RunPolicy = field(
-        default_factory=lambda: RunPolicy(warmup=1, min_runs=3, max_runs=30, target_s=10.0)
-    )
+    policy: RunPolicy = field(default_factory=lambda: RunPolicy(warmup=1, min_runs=3, max_runs=30, target_s=10.0))
     gemm_n: int = 2048
     e2e_images: int = 50
     tiled_sizes: tuple[int, ...] = (2000, 4000, 8000)
@@ -81,15 +79,11 @@ def _quick_photos(tmp: Path, n: int) -> Path:
     return tmp
 
 
-def run(
-    cfg: BenchConfig, out_dir: Path | None, cache: Path | None = None, command: str = ""
-) -> tuple[dict, dict]:
+def run(cfg: BenchConfig, out_dir: Path | None, cache: Path | None = None, command: str = "") -> tuple[dict, dict]:
     t_start = time.monotonic()
     deadline = t_start + cfg.budget_s
     machine = machine_info()
-    out_dir = out_dir or (
-        REPO_ROOT / ("build/bench-quick" if cfg.mode == "quick" else "benchmarks/results") / machine["tag"]
-    )
+    out_dir = out_dir or (REPO_ROOT / ("build/bench-quick" if cfg.mode == "quick" else "benchmarks/results") / machine["tag"])
     _log(f"[bench] {cfg.mode} run on {machine['tag']} -> {out_dir}")
     peaks = measure_peaks(cfg.gemm_n, threads=cfg.threads)
     _log(f"[bench] GEMM peak fp32 {peaks['fp32_gflops']:.0f} GFLOP/s, int8 {peaks['int8_gops']:.0f} GOP/s")
@@ -118,11 +112,7 @@ def run(
     tiled: dict = {"status": "skipped", "reason": "no ONNX model"}
     with tempfile.TemporaryDirectory(prefix="colorize-bench.") as tmp:
         if e2e_model and cfg.e2e_images:
-            folder = (
-                Path(photo_dir)
-                if photo_dir
-                else (_quick_photos(Path(tmp), cfg.e2e_images) if cfg.mode == "quick" else None)
-            )
+            folder = Path(photo_dir) if photo_dir else (_quick_photos(Path(tmp), cfg.e2e_images) if cfg.mode == "quick" else None)
             if folder is None:
                 e2e = {"status": "skipped", "reason": "no photo folder (pass --photos DIR with >= 50 photos)"}
             else:
@@ -192,9 +182,7 @@ def _ints(text: str, what: str, multiple: int = 1) -> tuple[int, ...]:
     except ValueError:
         raise click.BadParameter(f"{what}: comma-separated integers, e.g. 256,512") from None
     if not vals or any(v <= 0 or v % multiple for v in vals):
-        raise click.BadParameter(
-            f"{what}: positive integers{f' (multiples of {multiple})' if multiple > 1 else ''}"
-        )
+        raise click.BadParameter(f"{what}: positive integers{f' (multiples of {multiple})' if multiple > 1 else ''}")
     return vals
 
 
@@ -225,21 +213,14 @@ def _ints(text: str, what: str, multiple: int = 1) -> tuple[int, ...]:
     help="Folder of real photos (inputs, calibration, end "
     "to end); default ../shared/data/colorize-train/val or $COLORIZE_BENCH_PHOTOS.",
 )
-@click.option(
-    "--e2e-images", type=click.IntRange(0), help="Photos for the end-to-end run (0 = skip; default 50)."
-)
-@click.option(
-    "--tiled-sizes", help="Comma-separated tiled-mode image sizes (default 2000,4000,8000; 0 = skip)."
-)
+@click.option("--e2e-images", type=click.IntRange(0), help="Photos for the end-to-end run (0 = skip; default 50).")
+@click.option("--tiled-sizes", help="Comma-separated tiled-mode image sizes (default 2000,4000,8000; 0 = skip).")
 @click.option(
     "--cache",
     type=click.Path(file_okay=False),
-    help="Where exported bench models are cached "
-    "(default ~/.cache/colorize-rt-bench or $COLORIZE_BENCH_CACHE).",
+    help="Where exported bench models are cached (default ~/.cache/colorize-rt-bench or $COLORIZE_BENCH_CACHE).",
 )
-def cli(
-    quick, out, models, sizes, batches, backends, budget_min, threads, photos, e2e_images, tiled_sizes, cache
-):
+def cli(quick, out, models, sizes, batches, backends, budget_min, threads, photos, e2e_images, tiled_sizes, cache):
     """Latency, throughput and memory of PyTorch, ONNX Runtime (fp32/INT8), OpenCV dnn and, where present,
     CUDA/TensorRT, on the same models and inputs, interleaved."""
     cfg = quick_config() if quick else BenchConfig()
@@ -247,9 +228,7 @@ def cli(
         names = tuple(m.strip() for m in models.split(",") if m.strip())
         bad = [m for m in names if m not in MODELS]
         if bad or not names:
-            raise click.BadParameter(
-                f"unknown model(s) {', '.join(bad)}; choose from {', '.join(MODELS)}", param_hint="--models"
-            )
+            raise click.BadParameter(f"unknown model(s) {', '.join(bad)}; choose from {', '.join(MODELS)}", param_hint="--models")
         cfg.models = names
     if backends:
         names = tuple(b.strip() for b in backends.split(",") if b.strip())

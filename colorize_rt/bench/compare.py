@@ -102,9 +102,7 @@ def run_case(
     for _, runner, _, _ in active:
         runner.deactivate()
 
-    ref_times = next(
-        (times for b, _, res, times in active if b.name == REFERENCE and res["status"] == "ok"), None
-    )
+    ref_times = next((times for b, _, res, times in active if b.name == REFERENCE and res["status"] == "ok"), None)
     ref_out = first_out.get(REFERENCE)
     for b, _, res, times in active:
         if res["status"] != "ok" or not times:

@@ -101,9 +101,7 @@ def _folder_child(photos: str, model: str, n_images: int, backend: str, threads:
             clock = BusyClock(engine.runner)
             with engine:
                 t0 = time.perf_counter()
-                summary = run_batch(
-                    jobs, engine, Options(mode="fit", size=size), report=lambda m: None, progress=False
-                )
+                summary = run_batch(jobs, engine, Options(mode="fit", size=size), report=lambda m: None, progress=False)
                 wall = time.perf_counter() - t0
             clock.restore()
         written = sum(1 for j in jobs if j.dst.is_file())
@@ -127,9 +125,7 @@ def _folder_child(photos: str, model: str, n_images: int, backend: str, threads:
     }
 
 
-def _tiled_child(
-    size: int, model: str, tile: int, overlap: int, backend: str, threads: int, photo: str | None
-) -> dict:
+def _tiled_child(size: int, model: str, tile: int, overlap: int, backend: str, threads: int, photo: str | None) -> dict:
     import cv2
 
     from ..runtime.api import Engine
@@ -144,9 +140,7 @@ def _tiled_child(
         yy, xx = np.mgrid[0:size, 0:size]
         rgb = np.stack([(xx * 255 // size), (yy * 255 // size), ((xx ^ yy) & 255)], -1).astype(np.uint8)
     image = DecodedImage(rgb=rgb, source=f"bench-{size}")
-    engine.colorize(
-        DecodedImage(rgb=rgb[:tile, :tile].copy()), mode="tiled", tile=tile, overlap=overlap
-    )  # warm-up
+    engine.colorize(DecodedImage(rgb=rgb[:tile, :tile].copy()), mode="tiled", tile=tile, overlap=overlap)  # warm-up
     with PeakRss() as mem:
         t0 = time.perf_counter()
         out = engine.colorize(image, mode="tiled", tile=tile, overlap=overlap)

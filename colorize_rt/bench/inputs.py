@@ -54,9 +54,7 @@ def sample_rgbs(photo_dir: Path | None, count: int) -> tuple[list[np.ndarray], s
     try:
         from skimage import data
 
-        rgbs = [
-            getattr(data, n)() for n in ("astronaut", "chelsea", "coffee", "rocket", "immunohistochemistry")
-        ]
+        rgbs = [getattr(data, n)() for n in ("astronaut", "chelsea", "coffee", "rocket", "immunohistochemistry")]
         return rgbs[:count], "scikit-image sample images"
     except ImportError:
         pass
@@ -73,9 +71,7 @@ def photo_l_maps(size: int, count: int = 8, photo_dir: str | None = None) -> tup
     return np.stack(maps).astype(np.float32), source
 
 
-def make_feed(
-    size: int, batch: int, photo_dir: str | None = None, temperature: float = 0.38
-) -> dict[str, np.ndarray]:
+def make_feed(size: int, batch: int, photo_dir: str | None = None, temperature: float = 0.38) -> dict[str, np.ndarray]:
     """The feed every backend gets for one case: a batch cycling through the photos."""
     maps, _ = photo_l_maps(size, photo_dir=photo_dir)
     idx = np.arange(batch) % len(maps)

@@ -116,9 +116,7 @@ def versions() -> dict[str, str]:
     return out
 
 
-def machine_tag(
-    model: str | None = None, cores: int | None = None, gpu_names: list[str] | None = None
-) -> str:
+def machine_tag(model: str | None = None, cores: int | None = None, gpu_names: list[str] | None = None) -> str:
     """A short folder name for this machine, e.g. ``amd-epyc-2cpu`` or ``intel-xeon-8cpu-nvidia-h100``."""
     model = cpu_model() if model is None else model
     cores = cpu_count() if cores is None else cores

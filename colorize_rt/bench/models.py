@@ -107,9 +107,7 @@ def quantize_int8(fp32: Path, out: Path, photo_dir: str | None = None) -> str:
                 cv2.imwrite(str(Path(tmp) / f"calib_{i}.png"), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
             files = list_images(tmp)
         with atomic_path(out) as tmp_out:
-            project_quantize(
-                fp32, tmp_out, files, method="minmax", cache_dir=out.parent / "calibration-cache"
-            )
+            project_quantize(fp32, tmp_out, files, method="minmax", cache_dir=out.parent / "calibration-cache")
     return (
         f"colorize_rt.calibration.quantize_int8 (symmetric Q/DQ, per-channel weights), MinMax over "
         f"{len(files)} "
@@ -117,9 +115,7 @@ def quantize_int8(fp32: Path, out: Path, photo_dir: str | None = None) -> str:
     )
 
 
-def build_random_model(
-    name: str, photo_dir: str | None = None, seed: int = SEED, cache: Path | None = None
-) -> BenchModel:
+def build_random_model(name: str, photo_dir: str | None = None, seed: int = SEED, cache: Path | None = None) -> BenchModel:
     """``mobile`` / ``papernet`` with seeded random weights, exported (fp32 + INT8) into the cache."""
     from ..export.onnx_export import export_onnx
     from ..models import model_info
@@ -190,18 +186,12 @@ def load_default_model() -> BenchModel:
     )
 
 
-def prepare_models(
-    names, photo_dir: str | None = None, cache: Path | None = None
-) -> tuple[list[BenchModel], dict]:
+def prepare_models(names, photo_dir: str | None = None, cache: Path | None = None) -> tuple[list[BenchModel], dict]:
     """Models ready to benchmark, and {name: reason} for those that are not (e.g. "no model yet")."""
     ready, missing = [], {}
     for name in names:
         try:
-            ready.append(
-                load_default_model()
-                if name == "default"
-                else build_random_model(name, photo_dir, cache=cache)
-            )
+            ready.append(load_default_model() if name == "default" else build_random_model(name, photo_dir, cache=cache))
         except Exception as exc:  # noqa: BLE001 - recorded in the report instead of aborting the run
             missing[name] = f"{type(exc).__name__}: {exc}"
     return ready, missing

@@ -72,16 +72,10 @@ def _matmul_model(n: int, integer: bool, seed: int) -> bytes:
     return model.SerializeToString()
 
 
-def ort_gflops(
-    n: int = 2048, integer: bool = False, repeats: int = 5, threads: int = 0, seed: int = 0
-) -> float:
+def ort_gflops(n: int = 2048, integer: bool = False, repeats: int = 5, threads: int = 0, seed: int = 0) -> float:
     sess = _ort_session(_matmul_model(n, integer, seed), threads)
     rng = np.random.default_rng(seed + 1)
-    a = (
-        rng.integers(0, 256, size=(n, n), dtype=np.uint8)
-        if integer
-        else rng.standard_normal((n, n), dtype=np.float32)
-    )
+    a = rng.integers(0, 256, size=(n, n), dtype=np.uint8) if integer else rng.standard_normal((n, n), dtype=np.float32)
     return 2 * n**3 / _best_seconds(lambda: sess.run(["Y"], {"A": a}), repeats) / 1e9
 
 

@@ -70,8 +70,7 @@ def markdown(record: dict) -> str:
     lines = [
         f"# colorize-rt benchmark — `{m['tag']}`",
         "",
-        f"{record['created']} · mode `{record['mode']}` · {record['elapsed_s']:.0f} s"
-        f" · `{record['command']}`",
+        f"{record['created']} · mode `{record['mode']}` · {record['elapsed_s']:.0f} s · `{record['command']}`",
         "",
         f"- CPU: {m['cpu']} ({m['arch']}, {m['cores']} cores visible, {m['memory_gb']} GB), flags: "
         f"{', '.join(m['cpu_flags']) or '–'}; GPUs: {', '.join(m['gpus']) or 'none'}",
@@ -95,18 +94,13 @@ def markdown(record: dict) -> str:
             ("int8_vs_opencv_dnn", "INT8 speed-up over OpenCV dnn"),
         ):
             r = h.get(key)
-            lines.append(
-                f"| {label} | {format_ratio(r)} | ≥ {TARGETS[key]:.0f}× "
-                f"| {_met(r and r['median'], TARGETS[key])} |"
-            )
+            lines.append(f"| {label} | {format_ratio(r)} | ≥ {TARGETS[key]:.0f}× | {_met(r and r['median'], TARGETS[key])} |")
         frac = h.get("int8_fraction_of_int8_peak")
         lines.append(
             f"| INT8 fraction of int8 GEMM peak | {_f(frac and frac * 100, '{:.1f} %')} | ≥ 80 % "
             f"| {_met(frac, TARGETS['int8_fraction_of_int8_peak'])} |"
         )
-        lines.append(
-            f"| INT8 speed-up over ONNX Runtime fp32 | {format_ratio(h.get('int8_vs_ort_fp32'))} | – | – |"
-        )
+        lines.append(f"| INT8 speed-up over ONNX Runtime fp32 | {format_ratio(h.get('int8_vs_ort_fp32'))} | – | – |")
         agree = h.get("int8_agreement_vs_ort_fp32") or {}
         if "mean_abs_ab" in agree and h["model"] == "default":  # random-weight models output near-gray
             lines.append(
@@ -135,9 +129,7 @@ def markdown(record: dict) -> str:
         if r.get("status") == "unavailable"
     }
     if unavailable:
-        lines.append(
-            "- not available on this machine: " + "; ".join(f"{n} ({why})" for n, why in unavailable.items())
-        )
+        lines.append("- not available on this machine: " + "; ".join(f"{n} ({why})" for n, why in unavailable.items()))
     lines += [
         "",
         "## Latency and throughput",
@@ -161,9 +153,7 @@ def markdown(record: dict) -> str:
                 reason = res.get("error") or res.get("reason", "")
                 if st == "unavailable":
                     continue  # listed once, above the table
-                lines.append(
-                    key + f"| {name} | {st}: {reason.splitlines()[0][:160] if reason else ''} |" + " |" * 14
-                )
+                lines.append(key + f"| {name} | {st}: {reason.splitlines()[0][:160] if reason else ''} |" + " |" * 14)
                 continue
             agree = res.get("agreement_vs_ort_fp32", {})
             lines.append(
@@ -254,13 +244,9 @@ def chart(record: dict, path: Path) -> Path:
     mpl.use("Agg")
     import matplotlib.pyplot as plt
 
-    cases = [
-        c for c in record.get("cases", []) if any(r.get("status") == "ok" for r in c["results"].values())
-    ]
+    cases = [c for c in record.get("cases", []) if any(r.get("status") == "ok" for r in c["results"].values())]
     models = list(dict.fromkeys(c["model"] for c in cases)) or ["(no cases)"]
-    backends = list(
-        dict.fromkeys(n for c in cases for n, r in c["results"].items() if r.get("status") == "ok")
-    )
+    backends = list(dict.fromkeys(n for c in cases for n, r in c["results"].items() if r.get("status") == "ok"))
     fig, axes = plt.subplots(len(models), 1, figsize=(11, 3.2 * len(models)), squeeze=False)
     width = 0.8 / max(len(backends), 1)
     for ax, model in zip(axes[:, 0], models, strict=True):

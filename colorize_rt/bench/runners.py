@@ -88,9 +88,7 @@ class Backend:
     make: Callable[[], Runner] | None  # None when unavailable here
     precision: str  # fp32 | bf16 | fp16 | int8 (selects the GEMM peak the fraction refers to)
     device: str = "cpu"
-    comparable: bool = (
-        True  # same weights as the ONNX fp32 reference (or quantised from it): outputs comparable
-    )
+    comparable: bool = True  # same weights as the ONNX fp32 reference (or quantised from it): outputs comparable
     unavailable: str = ""  # why make is None
     notes: list[str] = field(default_factory=list)
 
@@ -137,27 +135,17 @@ def build_backends(
             out.append(Backend(name, make, prec, comparable=torch_comparable, unavailable=why))
         elif name in ("ort-fp32", "ort-int8"):
             path = fp32 if name == "ort-fp32" else int8
-            make = (
-                None
-                if path is None
-                else (lambda path=path, name=name: _named(OrtRunner(path, threads=threads), name))
-            )
+            make = None if path is None else (lambda path=path, name=name: _named(OrtRunner(path, threads=threads), name))
             out.append(Backend(name, make, name[4:], unavailable="" if path else "no INT8 model"))
         elif name == "opencv-dnn":
             out.append(Backend(name, lambda: OpenCVRunner(fp32, threads), "fp32"))
         elif name == "ort-cuda-fp32":
             make = (lambda name=name: _named(make_runner("cuda", fp32), name)) if avail["cuda"] else None
-            out.append(
-                Backend(name, make, "fp32", "gpu", unavailable="" if make else "no CUDAExecutionProvider")
-            )
+            out.append(Backend(name, make, "fp32", "gpu", unavailable="" if make else "no CUDAExecutionProvider"))
         elif name in ("ort-trt-fp16", "ort-trt-int8"):
             prec = name.rsplit("-", 1)[1]
             path = fp32 if prec == "fp16" else int8
-            why = (
-                "no TensorrtExecutionProvider"
-                if not avail["ort-trt"]
-                else ("no INT8 model" if path is None else "")
-            )
+            why = "no TensorrtExecutionProvider" if not avail["ort-trt"] else ("no INT8 model" if path is None else "")
             make = None
             if not why:
                 providers = provider_list("ort-trt", max_side)
@@ -183,9 +171,7 @@ def _native_trt_backend(name: str, fp32: Path, int8: Path | None, available: boo
     """Native TensorRT: an engine built from the ONNX with the export package's builder."""
     prec = name.split("-")[1]
     if not available:
-        return Backend(
-            name, None, prec, "gpu", unavailable="TensorRT not installed (pip install 'colorize-rt[gpu]')"
-        )
+        return Backend(name, None, prec, "gpu", unavailable="TensorRT not installed (pip install 'colorize-rt[gpu]')")
     source = fp32 if prec == "fp16" else int8
     if source is None:
         return Backend(name, None, prec, "gpu", unavailable="no INT8 model")

@@ -105,19 +105,13 @@ def run_suite(models: list[BenchModel], cfg: SuiteConfig, peaks: dict, log=print
             chosen = []
         if chosen:
             # Time for the measured rounds: the configured target, at most a fair share of what is left.
-            target = max(
-                cfg.min_case_s, min(cfg.policy.target_s, fair, cap) - total * cfg.policy.warmup / n_min
-            )
+            target = max(cfg.min_case_s, min(cfg.policy.target_s, fair, cap) - total * cfg.policy.warmup / n_min)
             policy = replace(cfg.policy, target_s=target)
             log(f"[bench] {model.name} {size}x{size} batch {batch}: {', '.join(b.name for b in chosen)}")
             t0 = time.perf_counter()
-            case["results"].update(
-                run_case(chosen, make_feed(size, batch, cfg.photo_dir), policy, macs=macs, peaks=peaks)
-            )
+            case["results"].update(run_case(chosen, make_feed(size, batch, cfg.photo_dir), policy, macs=macs, peaks=peaks))
             case["elapsed_s"] = time.perf_counter() - t0
-            case["ratios"] = {
-                key: pairwise(case["results"], slow, fast) for key, (slow, fast) in RATIOS.items()
-            }
+            case["ratios"] = {key: pairwise(case["results"], slow, fast) for key, (slow, fast) in RATIOS.items()}
             for name, res in case["results"].items():
                 if res.get("status") == "ok" and "median_ms" in res:
                     sec_per_gmac[name] = res["median_ms"] / 1e3 / gmac

@@ -15,17 +15,14 @@ from .quantize import DEFAULT_MAX_DROP, EVAL_EVERY, METHODS, GateFailed, calibra
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
 @click.argument("model", type=click.Path(dir_okay=False))
-@click.option(
-    "--data", "data_dir", required=True, type=click.Path(file_okay=False), help="Calibration image folder."
-)
+@click.option("--data", "data_dir", required=True, type=click.Path(file_okay=False), help="Calibration image folder.")
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="INT8 ONNX to write.")
 @click.option(
     "--eval",
     "eval_dir",
     type=click.Path(file_okay=False),
     default=None,
-    help=f"Held-out folder for the accuracy gate (default: every {EVAL_EVERY}th image of --data, "
-    "not calibrated on).",
+    help=f"Held-out folder for the accuracy gate (default: every {EVAL_EVERY}th image of --data, not calibrated on).",
 )
 @click.option("--method", type=click.Choice(METHODS), default="entropy", show_default=True)
 @click.option(
@@ -35,9 +32,7 @@ from .quantize import DEFAULT_MAX_DROP, EVAL_EVERY, METHODS, GateFailed, calibra
     show_default=True,
     help="Largest allowed drop of rebalanced AuC (points) from fp32 to INT8.",
 )
-@click.option(
-    "--num-images", type=click.IntRange(1), default=256, show_default=True, help="Calibration images."
-)
+@click.option("--num-images", type=click.IntRange(1), default=256, show_default=True, help="Calibration images.")
 @click.option("--eval-images", type=click.IntRange(1), default=200, show_default=True, help="Gate images.")
 @click.option(
     "--cache-dir",

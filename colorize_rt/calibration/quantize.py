@@ -81,9 +81,7 @@ def default_cache_dir() -> Path:
     return Path(base) / "colorize-rt" / "calibration"
 
 
-def calibration_key(
-    model_sha256: str, files: list[Path], method: str, short_side: int = EVAL_SHORT_SIDE
-) -> str:
+def calibration_key(model_sha256: str, files: list[Path], method: str, short_side: int = EVAL_SHORT_SIDE) -> str:
     """Cache key: model hash + the image list (names and content hashes) + method + preprocessing."""
     import onnxruntime as ort
 

@@ -42,11 +42,7 @@ def nearest_bins(ab: np.ndarray, k: int = 1) -> tuple[np.ndarray, np.ndarray]:
     ab = np.asarray(ab, dtype=np.float32)
     flat = ab.reshape(-1, 2)
     table = ab_bins()
-    d2 = (
-        (flat * flat).sum(1, keepdims=True)
-        - 2.0 * flat @ table.T
-        + (table * table).sum(1)[None, :]
-    )
+    d2 = (flat * flat).sum(1, keepdims=True) - 2.0 * flat @ table.T + (table * table).sum(1)[None, :]
     d2 = np.maximum(d2, 0.0)
     if k == 1:
         idx = d2.argmin(1)[:, None]

@@ -36,9 +36,7 @@ def smooth_prior(p: np.ndarray, sigma: float = SIGMA_PRIOR) -> np.ndarray:
     return q / q.sum()
 
 
-def rebalance_weights(
-    p: np.ndarray, lam: float = LAMBDA_REBAL, sigma: float = SIGMA_PRIOR, smooth: bool = True
-) -> np.ndarray:
+def rebalance_weights(p: np.ndarray, lam: float = LAMBDA_REBAL, sigma: float = SIGMA_PRIOR, smooth: bool = True) -> np.ndarray:
     """w ∝ ((1-λ)·p̃ + λ/Q)^-1, normalised so that Σ p̃·w = 1 (p̃ = smoothed prior)."""
     p = np.asarray(p, np.float64)
     if p.shape != (NUM_BINS,) or not np.isfinite(p).all() or (p < 0).any() or p.sum() <= 0:

@@ -99,9 +99,7 @@ def export_main(
                     from ..calibration.quantize import accuracy_gate
                     from ..evaluation import list_images
 
-                    gate = accuracy_gate(
-                        fp32, cand, list_images(val_dir, val_images), FP16_MAX_DROP, names=("fp32", "fp16")
-                    )
+                    gate = accuracy_gate(fp32, cand, list_images(val_dir, val_images), FP16_MAX_DROP, names=("fp32", "fp16"))
                     click.echo(gate.message())
                     if not gate.passed:
                         _fail(f"fp16 check failed, nothing written: {gate.message()}", EXIT_CHECK)
@@ -130,9 +128,7 @@ def export_main(
     help="Card to size the optimisation profiles for.",
 )
 @click.option("--memory-gib", type=float, default=None, help="custom: the card's memory in GiB.")
-@click.option(
-    "--workspace-gib", type=float, default=None, help="Builder workspace limit (default per profile)."
-)
+@click.option("--workspace-gib", type=float, default=None, help="Builder workspace limit (default per profile).")
 @click.option(
     "-o",
     "--output",

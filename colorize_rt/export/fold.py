@@ -64,9 +64,7 @@ def fold_bn_after_relu(net: nn.Module) -> tuple[nn.Module, FoldReport]:
         mods = list(seq.children())
         for i in range(2, len(mods)):
             conv, relu, bn = mods[i - 2], mods[i - 1], mods[i]
-            if not (
-                isinstance(conv, nn.Conv2d) and isinstance(relu, nn.ReLU) and isinstance(bn, nn.BatchNorm2d)
-            ):
+            if not (isinstance(conv, nn.Conv2d) and isinstance(relu, nn.ReLU) and isinstance(bn, nn.BatchNorm2d)):
                 continue
             if not bn.track_running_stats or bn.running_var is None or not bn.affine:
                 continue

@@ -41,12 +41,8 @@ def convert_fp16(src: str | Path, dst: str | Path) -> Path:
     model16 = float16.convert_float_to_float16(model, keep_io_types=True, node_block_list=block)
     _fp32_outputs(model16, set(block))
     if default_t is not None:
-        model16.graph.initializer.append(
-            numpy_helper.from_array(np.array(default_t, dtype=np.float32), name="temperature")
-        )
-    meta.update(
-        precision="fp16", source_onnx_sha256=file_sha256(src), fp16_converter="onnxconverter_common.float16"
-    )
+        model16.graph.initializer.append(numpy_helper.from_array(np.array(default_t, dtype=np.float32), name="temperature"))
+    meta.update(precision="fp16", source_onnx_sha256=file_sha256(src), fp16_converter="onnxconverter_common.float16")
     set_metadata(model16, meta)
     onnx.checker.check_model(model16)
     with atomic_path(dst) as tmp:
@@ -117,9 +113,7 @@ def _check_runs(path: Path) -> None:
     sess = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
     out = sess.run(["ab"], {"L": np.full((1, 1, 64, 64), 50.0, np.float32)})[0]
     if out.dtype != np.float32 or out.shape != (1, 2, 64, 64) or not np.isfinite(out).all():
-        raise RuntimeError(
-            f"converted model produced {out.dtype} {out.shape} (finite={np.isfinite(out).all()})"
-        )
+        raise RuntimeError(f"converted model produced {out.dtype} {out.shape} (finite={np.isfinite(out).all()})")
 
 
 __all__ = ["convert_fp16"]

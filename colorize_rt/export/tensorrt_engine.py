@@ -34,10 +34,7 @@ from ..core.hashing import file_sha256
 from ..core.lazy import MissingDependency
 from .graph import drop_initializer, get_metadata
 
-TRT_MISSING = (
-    "TensorRT is not installed: install tensorrt on a machine with an NVIDIA GPU "
-    "(pip install 'colorize-rt[gpu]')"
-)
+TRT_MISSING = "TensorRT is not installed: install tensorrt on a machine with an NVIDIA GPU (pip install 'colorize-rt[gpu]')"
 GiB = 1 << 30
 MIN_SIDE = 64
 SIDE_STEP = 64
@@ -77,9 +74,7 @@ CARD_PROFILES = {
 }
 
 
-def card_profile(
-    name: str, memory_gib: float | None = None, workspace_gib: float | None = None
-) -> CardProfile:
+def card_profile(name: str, memory_gib: float | None = None, workspace_gib: float | None = None) -> CardProfile:
     """A named card profile, or ``custom`` with ``memory_gib`` (workspace defaults to 1/6 of memory)."""
     if name == "custom":
         if not memory_gib or memory_gib <= 0:
@@ -164,14 +159,10 @@ def size_plan(
     side = min(MAX_SIDE_CAP, int(math.sqrt(max_pixels)) // SIDE_STEP * SIDE_STEP)
     side = max(side, MIN_SIDE)
     opt_side = min(REF_SIDE, side)
-    plan.profiles.append(
-        ShapeRange("single", (1, 1, MIN_SIDE, MIN_SIDE), (1, 1, opt_side, opt_side), (1, 1, side, side))
-    )
+    plan.profiles.append(ShapeRange("single", (1, 1, MIN_SIDE, MIN_SIDE), (1, 1, opt_side, opt_side), (1, 1, side, side)))
     t = min(tile, side)
     n_max = int(max(1, min(max_batch, max_pixels // (t * t))))
-    plan.profiles.append(
-        ShapeRange("tiles", (1, 1, MIN_SIDE, MIN_SIDE), (min(4, n_max), 1, t, t), (n_max, 1, t, t))
-    )
+    plan.profiles.append(ShapeRange("tiles", (1, 1, MIN_SIDE, MIN_SIDE), (min(4, n_max), 1, t, t), (n_max, 1, t, t)))
     return plan
 
 
@@ -205,9 +196,7 @@ def activation_stats(model_proto, side: int = REF_SIDE) -> tuple[float, int]:
     peak = 0
     for node in m.graph.node:
         peak = max(peak, sum(sizes.get(x, 0) for x in [*node.input, *node.output]))
-    weights = sum(
-        math.prod(i.dims) * helper.tensor_dtype_to_np_dtype(i.data_type).itemsize for i in m.graph.initializer
-    )
+    weights = sum(math.prod(i.dims) * helper.tensor_dtype_to_np_dtype(i.data_type).itemsize for i in m.graph.initializer)
     return peak / (side * side), int(weights)
 
 
@@ -261,16 +250,9 @@ def make_sidecar(
         "inputs": {
             "L": {
                 "dtype": "float32",
-                "profiles": [
-                    {"name": r.name, "min": list(r.min), "opt": list(r.opt), "max": list(r.max)}
-                    for r in plan.profiles
-                ],
+                "profiles": [{"name": r.name, "min": list(r.min), "opt": list(r.opt), "max": list(r.max)} for r in plan.profiles],
             },
-            **(
-                {"temperature": {"dtype": "float32", "shape": [], "default": default_temperature}}
-                if temperature_input
-                else {}
-            ),
+            **({"temperature": {"dtype": "float32", "shape": [], "default": default_temperature}} if temperature_input else {}),
         },
         "outputs": {"ab": {"dtype": "float32", "shape": ["N", 2, "H", "W"]}},
         "default_temperature": default_temperature,
@@ -310,10 +292,7 @@ def check_sidecar(
     built_cc = str(sidecar.get("compute_capability", ""))
     if level == "ampere_plus":
         if _cc_tuple(compute_capability) < (8, 0):
-            problems.append(
-                "hardware-compatible engine needs an Ampere or newer GPU; "
-                f"this one is sm {compute_capability}"
-            )
+            problems.append(f"hardware-compatible engine needs an Ampere or newer GPU; this one is sm {compute_capability}")
     elif level == "same_compute_capability":
         if built_cc != compute_capability:
             problems.append(f"built for compute capability {built_cc}, this GPU is {compute_capability}")
@@ -394,9 +373,7 @@ def verify_engine(
         **device,
     )
     if problems:
-        raise EngineMismatch(
-            f"{engine_path.name} does not match: {'; '.join(problems)}; {rebuild_hint(engine_path, sidecar)}"
-        )
+        raise EngineMismatch(f"{engine_path.name} does not match: {'; '.join(problems)}; {rebuild_hint(engine_path, sidecar)}")
     return sidecar
 
 
@@ -475,9 +452,7 @@ def build_engine(
     if version_compatible:
         runtime.engine_host_code_allowed = True
     engine = runtime.deserialize_cuda_engine(serialized)
-    device_memory = getattr(engine, "device_memory_size_v2", None) or getattr(
-        engine, "device_memory_size", None
-    )
+    device_memory = getattr(engine, "device_memory_size_v2", None) or getattr(engine, "device_memory_size", None)
     sidecar = make_sidecar(
         tensorrt_version=trt.__version__,
         plan=plan,
@@ -493,10 +468,7 @@ def build_engine(
         **device,
     )
     if device_memory and device_memory + plan.weight_bytes > card.budget_bytes:
-        log(
-            f"warning: engine needs {device_memory / GiB:.2f} GiB of device memory, "
-            f"over the {card.name} budget"
-        )
+        log(f"warning: engine needs {device_memory / GiB:.2f} GiB of device memory, over the {card.name} budget")
     atomic_write_bytes(engine_path, bytes(serialized))
     atomic_write_text(sidecar_path(engine_path), json.dumps(sidecar, indent=2, sort_keys=True))
     return sidecar
@@ -523,9 +495,7 @@ def ensure_engine(
             old = json.loads(sidecar_path(engine_path).read_text())
         src = onnx_path or old.get("onnx_path")
         if not src or not Path(src).is_file():
-            raise EngineMismatch(
-                f"{exc}; cannot rebuild automatically: the source ONNX is not available"
-            ) from exc
+            raise EngineMismatch(f"{exc}; cannot rebuild automatically: the source ONNX is not available") from exc
         card = card or (CardProfile(**old["card"]) if "card" in old else CARD_PROFILES["rtx3060-6gb"])
         log(f"{exc}\nrebuilding {engine_path} from {src} for {card.name} ...")
         return build_engine(

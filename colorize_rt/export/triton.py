@@ -111,9 +111,7 @@ def write_repository(
     if suffix not in PLATFORMS:
         raise ValueError(f"{model_file.name}: Triton export needs a .onnx, .plan or .engine file")
     platform, target = PLATFORMS[suffix]
-    kind = instance_kind or (
-        "KIND_GPU" if platform == "tensorrt_plan" else "KIND_AUTO"
-    )  # AUTO: GPU if present
+    kind = instance_kind or ("KIND_GPU" if platform == "tensorrt_plan" else "KIND_AUTO")  # AUTO: GPU if present
     text = triton_config(name, platform, max_batch_size=max_batch_size, instance_kind=kind)
     validate_config(text)
     model_dir = Path(repo_dir) / name

@@ -28,10 +28,7 @@ def convert_release_state_dict(state: dict[str, torch.Tensor]):
     net = create_model("papernet")
     missing, unexpected = net.load_state_dict(state, strict=False)
     if missing or unexpected:
-        raise ValueError(
-            "not an eccv16 release state dict: "
-            f"missing {sorted(missing)[:4]}, unexpected {sorted(unexpected)[:4]}"
-        )
+        raise ValueError(f"not an eccv16 release state dict: missing {sorted(missing)[:4]}, unexpected {sorted(unexpected)[:4]}")
     if model_out is not None:
         if tuple(model_out.shape) != (2, 313, 1, 1):
             raise ValueError(f"model_out.weight has shape {tuple(model_out.shape)}; expected (2, 313, 1, 1)")

@@ -65,10 +65,7 @@ class Summary:
 
     def line(self) -> str:
         per = f", {self.seconds / self.done:.2f} s/image" if self.done else ""
-        return (
-            f"colorize-rt: {self.done} colorized, {self.skipped} skipped, {self.failed} failed "
-            f"in {self.seconds:.1f} s{per}"
-        )
+        return f"colorize-rt: {self.done} colorized, {self.skipped} skipped, {self.failed} failed in {self.seconds:.1f} s{per}"
 
 
 def _hidden(path: Path, root: Path) -> bool:
@@ -91,9 +88,7 @@ def expand_inputs(items: list[str]) -> tuple[list[tuple[Path, Path | None]], lis
     for item in items:
         p = Path(item)
         if p.is_dir():
-            files = sorted(
-                f for f in p.rglob("*") if f.is_file() and f.suffix.lower() in READ_EXTS and not _hidden(f, p)
-            )
+            files = sorted(f for f in p.rglob("*") if f.is_file() and f.suffix.lower() in READ_EXTS and not _hidden(f, p))
             if not files:
                 errors.append(f"{item}: folder has no images")
             for f in files:
@@ -122,9 +117,7 @@ def _out_ext(src: Path, fmt: str | None) -> str:
     return ext
 
 
-def plan_outputs(
-    inputs: list[tuple[Path, Path | None]], output: str | None, fmt: str | None, many: bool = False
-) -> list[Job]:
+def plan_outputs(inputs: list[tuple[Path, Path | None]], output: str | None, fmt: str | None, many: bool = False) -> list[Job]:
     """Output path of every input. No ``-o``: ``<stem>_color<ext>`` next to the input. ``-o FILE``: one
     input only. ``-o DIR``: ``DIR/<input file name>`` (sub-folders of a folder input kept)."""
     jobs: list[Job] = []
@@ -138,9 +131,7 @@ def plan_outputs(
         or any(root for _, root in inputs)
     )
     if out is not None and not to_dir and out.suffix.lower() not in WRITE_EXTS:
-        raise UsageError(
-            f"-o {output}: unsupported output format; use one of {', '.join(sorted(WRITE_EXTS))}"
-        )
+        raise UsageError(f"-o {output}: unsupported output format; use one of {', '.join(sorted(WRITE_EXTS))}")
     if out is not None and to_dir and out.exists() and not out.is_dir():
         raise UsageError(f"-o {output} is a file but there are several inputs: pass a folder")
     for src, root in inputs:
@@ -148,9 +139,7 @@ def plan_outputs(
             dst = src.with_name(f"{src.stem}_color{_out_ext(src, fmt)}")
         elif to_dir:
             rel = src.relative_to(root) if root is not None else Path(src.name)
-            dst = (out / rel).with_suffix(
-                _out_ext(src, fmt) if (fmt or src.suffix.lower() not in WRITE_EXTS) else src.suffix
-            )
+            dst = (out / rel).with_suffix(_out_ext(src, fmt) if (fmt or src.suffix.lower() not in WRITE_EXTS) else src.suffix)
         else:
             dst = out.with_suffix("." + fmt.lower().lstrip(".")) if fmt else out
             _out_ext(dst, None)
@@ -162,9 +151,7 @@ def plan_outputs(
         if key in srcs:
             raise UsageError(f"refusing to overwrite input {srcs[key]}: choose another -o or --format")
         if key in targets:
-            raise UsageError(
-                f"{targets[key]} and {job.src} would both be written to {job.dst}: use separate runs"
-            )
+            raise UsageError(f"{targets[key]} and {job.src} would both be written to {job.dst}: use separate runs")
         targets[key] = job.src
     return jobs
 
@@ -194,11 +181,7 @@ def run_batch(
 
     def fail(job: Job, exc: BaseException) -> None:
         summary.failed += 1
-        msg = (
-            str(exc)
-            if isinstance(exc, ImageError)
-            else f"{job.src}: {' '.join(str(exc).split()) or type(exc).__name__}"
-        )
+        msg = str(exc) if isinstance(exc, ImageError) else f"{job.src}: {' '.join(str(exc).split()) or type(exc).__name__}"
         summary.errors.append(msg)
         (bar.write if progress else report)(f"colorize-rt: error: {msg}")
 

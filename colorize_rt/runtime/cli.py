@@ -56,8 +56,7 @@ def _print_info(d: dict) -> None:
         f"colorize-rt {d['colorize_rt']}  (onnxruntime {d['onnxruntime']})",
         "backends:  " + "  ".join(f"{k}={'yes' if v else 'no'}" for k, v in d["backends_available"].items()),
         f"ORT providers: {', '.join(d['onnxruntime_providers'])}",
-        f"tensorrt importable: {d['tensorrt_importable']}   "
-        f"cuda-python importable: {d['cuda_python_importable']}",
+        f"tensorrt importable: {d['tensorrt_importable']}   cuda-python importable: {d['cuda_python_importable']}",
     ]
     if "error" in model:
         lines.append(f"model: {model['name']}: {model['error']}")
@@ -105,9 +104,7 @@ def _print_info(d: dict) -> None:
     show_default=True,
     help="'transfer': model-free Reinhard colour transfer from --reference.",
 )
-@click.option(
-    "--reference", type=click.Path(dir_okay=False), help="Reference colour image for --method transfer."
-)
+@click.option("--reference", type=click.Path(dir_okay=False), help="Reference colour image for --method transfer.")
 @click.option("--mode", type=click.Choice(["fit", "tiled"]), default="fit", show_default=True)
 @click.option(
     "--size",
@@ -116,9 +113,7 @@ def _print_info(d: dict) -> None:
     show_default=True,
     help="fit mode: network input size (longer side).",
 )
-@click.option(
-    "--tile", type=click.IntRange(32, 4096), default=512, show_default=True, help="tiled mode: tile size."
-)
+@click.option("--tile", type=click.IntRange(32, 4096), default=512, show_default=True, help="tiled mode: tile size.")
 @click.option(
     "--overlap",
     type=click.IntRange(0, 2048),
@@ -149,13 +144,9 @@ def _print_info(d: dict) -> None:
     help="Refuse images declaring more pixels (decompression-bomb guard); 0 = no limit.",
 )
 @click.option("--threads", type=click.IntRange(0), default=0, help="CPU threads for ONNX Runtime (0 = all).")
-@click.option(
-    "--quality", type=click.IntRange(1, 100), default=95, show_default=True, help="JPEG/WebP quality."
-)
+@click.option("--quality", type=click.IntRange(1, 100), default=95, show_default=True, help="JPEG/WebP quality.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar or summary.")
-@click.option(
-    "--info", "show_info", is_flag=True, help="Print backends, model, precision and metadata; exit."
-)
+@click.option("--info", "show_info", is_flag=True, help="Print backends, model, precision and metadata; exit.")
 @click.option("--json", "as_json", is_flag=True, help="With --info: print JSON.")
 @click.version_option(__version__, prog_name=PROG)
 def cli(

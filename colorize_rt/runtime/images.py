@@ -35,8 +35,6 @@ Image.MAX_IMAGE_PIXELS = None
 ImageFile.LOAD_TRUNCATED_IMAGES = False
 
 
-
-
 class ImageError(ValueError):
     """An input that cannot be used (unreadable, truncated, too large); the message is one line."""
 
@@ -233,9 +231,7 @@ def write_image(image: DecodedImage, path: str | Path, *, quality: int = 95) -> 
     path = Path(path)
     ext = path.suffix.lower()
     if ext not in WRITE_EXTS:
-        raise ImageError(
-            f"{path}: unsupported output format {ext or '(none)'}; use one of {sorted(WRITE_EXTS)}"
-        )
+        raise ImageError(f"{path}: unsupported output format {ext or '(none)'}; use one of {sorted(WRITE_EXTS)}")
     arr = to_bgr_for_write(image, ext)
     params: list[int] = []
     if ext in (".jpg", ".jpeg"):

@@ -39,10 +39,7 @@ def resolve_model(name: str | Path = "default") -> Path:
         return path
     path = Path(key).expanduser()
     if path.suffix.lower() not in MODEL_EXTS:
-        raise ModelError(
-            f"unknown model '{key}': use {', '.join(SHIPPED)} "
-            f"or a path to a .onnx model / .engine TensorRT engine"
-        )
+        raise ModelError(f"unknown model '{key}': use {', '.join(SHIPPED)} or a path to a .onnx model / .engine TensorRT engine")
     if not path.is_file():
         raise ModelError(f"model file not found: {path}")
     return path
@@ -50,8 +47,6 @@ def resolve_model(name: str | Path = "default") -> Path:
 
 def is_engine(path: Path) -> bool:
     return path.suffix.lower() in (".engine", ".plan", ".trt")
-
-
 
 
 @lru_cache(maxsize=16)
@@ -72,10 +67,7 @@ def model_metadata(path: str | Path) -> dict[str, str]:
         sidecar = path.with_name(path.name + ".json")
         if sidecar.is_file():
             try:
-                return {
-                    k: v if isinstance(v, str) else json.dumps(v)
-                    for k, v in json.loads(sidecar.read_text()).items()
-                }
+                return {k: v if isinstance(v, str) else json.dumps(v) for k, v in json.loads(sidecar.read_text()).items()}
             except ValueError:
                 return {}
         return {}

@@ -214,9 +214,7 @@ class _RowEmitter:
             yield self.next_y, y1, upsample_rows(self.buf, ys - self.f0, self.map_x)
             self.next_y = y1
         if self.next_y < self.H:
-            keep_from = max(
-                self.f0, int(np.floor(_source_coords(self.H, self.hs, self.next_y, self.next_y + 1)[0]))
-            )
+            keep_from = max(self.f0, int(np.floor(_source_coords(self.H, self.hs, self.next_y, self.next_y + 1)[0])))
             self.buf = self.buf[keep_from - self.f0 :]
             self.f0 = keep_from
 
@@ -308,9 +306,7 @@ def lab_stats(image: DecodedImage) -> LabStats:
         vals = sums[filled] / counts[filled]
         table[:, c] = np.interp(np.arange(101), np.flatnonzero(filled), vals)
     kernel = np.array([1, 4, 6, 4, 1], np.float32) / 16
-    table = np.stack(
-        [np.convolve(np.pad(table[:, c], 2, mode="edge"), kernel, "valid") for c in range(2)], -1
-    )
+    table = np.stack([np.convolve(np.pad(table[:, c], 2, mode="edge"), kernel, "valid") for c in range(2)], -1)
     return LabStats(mean.ravel().astype(np.float32), std.ravel().astype(np.float32), table.astype(np.float32))
 
 

@@ -30,9 +30,7 @@ class Runner:
 
     def infer(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         if not self.is_active:
-            raise RuntimeError(
-                f"runner {self.name} is not active; call activate() or use it as a context manager"
-            )
+            raise RuntimeError(f"runner {self.name} is not active; call activate() or use it as a context manager")
         return self.infer_impl(feed)
 
     def __enter__(self) -> Runner:
@@ -61,9 +59,7 @@ class OrtRunner(Runner):
 
     name = "onnxruntime-cpu"
 
-    def __init__(
-        self, model_path: str | Path, providers: list | None = None, threads: int = 0, strict: bool = False
-    ):
+    def __init__(self, model_path: str | Path, providers: list | None = None, threads: int = 0, strict: bool = False):
         super().__init__()
         self.model_path = Path(model_path)
         self.providers = providers or ["CPUExecutionProvider"]

@@ -63,13 +63,10 @@ def check_engine_compat(
 
     cc = ".".join(str(int(v)) for v in compute_capability)
     sidecar = {"format": 1, **sidecar}
-    problems = check_sidecar(
-        sidecar, tensorrt_version=str(trt_version), gpu_name=gpu_name.strip(), compute_capability=cc
-    )
+    problems = check_sidecar(sidecar, tensorrt_version=str(trt_version), gpu_name=gpu_name.strip(), compute_capability=cc)
     if problems:
         raise EngineMismatch(
-            f"{engine_name} does not match this machine: {'; '.join(problems)}; "
-            f"{rebuild_hint(engine_name, sidecar)}"
+            f"{engine_name} does not match this machine: {'; '.join(problems)}; {rebuild_hint(engine_name, sidecar)}"
         )
 
 
@@ -103,9 +100,7 @@ class TrtRunner(Runner):
         side = sidecar_path(self.engine_path)
         sidecar = json.loads(side.read_text()) if side.is_file() else {}
         if self.check_sidecar and sidecar:
-            check_engine_compat(
-                sidecar, trt.__version__, name, (props.major, props.minor), str(self.engine_path)
-            )
+            check_engine_compat(sidecar, trt.__version__, name, (props.major, props.minor), str(self.engine_path))
         self._runtime = trt.Runtime(trt.Logger(trt.Logger.ERROR))
         if sidecar.get("version_compatible"):
             self._runtime.engine_host_code_allowed = True

@@ -89,9 +89,7 @@ class DiskCache:
 
     name = "disk"
 
-    def __init__(
-        self, root: str | Path | None = None, max_bytes: int = DEFAULT_MAX_BYTES, ttl_s: float = DEFAULT_TTL_S
-    ):
+    def __init__(self, root: str | Path | None = None, max_bytes: int = DEFAULT_MAX_BYTES, ttl_s: float = DEFAULT_TTL_S):
         self.root = Path(root) if root is not None else default_cache_dir()
         self.root.mkdir(parents=True, exist_ok=True)
         self.max_bytes = int(max_bytes)
@@ -258,9 +256,7 @@ class ResultCache:
         ``COLORIZE_RT_CACHE_MAX_BYTES`` and ``COLORIZE_RT_CACHE_TTL`` (seconds)."""
         env = os.environ
         ttl = float(ttl_s if ttl_s is not None else env.get("COLORIZE_RT_CACHE_TTL", DEFAULT_TTL_S))
-        max_b = int(
-            max_bytes if max_bytes is not None else env.get("COLORIZE_RT_CACHE_MAX_BYTES", DEFAULT_MAX_BYTES)
-        )
+        max_b = int(max_bytes if max_bytes is not None else env.get("COLORIZE_RT_CACHE_MAX_BYTES", DEFAULT_MAX_BYTES))
         disk = DiskCache(cache_dir, max_bytes=max_b, ttl_s=ttl)
         url = redis_url if redis_url is not None else env.get("REDIS_URL", "")
         if not url:
@@ -283,9 +279,7 @@ class ResultCache:
         self.last_redis_error = f"{type(exc).__name__}: {exc}"
         if count:
             self._bump({"redis_errors": 1})
-        log.warning(
-            "redis unavailable (%s); using the disk cache for %.0f s", self.last_redis_error, self.retry_s
-        )
+        log.warning("redis unavailable (%s); using the disk cache for %.0f s", self.last_redis_error, self.retry_s)
 
     @property
     def backend(self) -> str:

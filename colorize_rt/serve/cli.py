@@ -20,9 +20,7 @@ from . import DEFAULT_PORTS, UIS, launch
 )
 @click.option("--port", type=click.IntRange(1, 65535), help="Port (gradio 7860, streamlit 8501).")
 @click.option("--share", is_flag=True, help="Gradio only: also open a public *.gradio.live link.")
-@click.option(
-    "--model", default="default", show_default=True, help="default | default-int8 | PATH.onnx | PATH.engine"
-)
+@click.option("--model", default="default", show_default=True, help="default | default-int8 | PATH.onnx | PATH.engine")
 @click.option("--backend", type=click.Choice(BACKENDS), default="auto", show_default=True)
 @click.option(
     "--max-upload-mb",

@@ -72,9 +72,7 @@ def build_blocks(service: ColorizeService):
         if not gif_path.exists():
             atomic_write_bytes(gif_path, gif_bytes(frames))
         n = len(frames)
-        gallery = [
-            (frames[i], f"{i / (n - 1):.0%}") for i in sorted({round(x) for x in np.linspace(0, n - 1, 7)})
-        ]
+        gallery = [(frames[i], f"{i / (n - 1):.0%}") for i in sorted({round(x) for x in np.linspace(0, n - 1, 7)})]
         return (
             res.gray,
             res.color,
@@ -124,9 +122,7 @@ def build_blocks(service: ColorizeService):
                 )
                 with gr.Row():
                     mode = gr.Dropdown(list(MODES), value="fit", label="Mode", elem_id="mode")
-                    size = gr.Slider(
-                        64, 1024, value=DEFAULT_SIZE, step=8, label="Network size", elem_id="size"
-                    )
+                    size = gr.Slider(64, 1024, value=DEFAULT_SIZE, step=8, label="Network size", elem_id="size")
                 button = gr.Button("Colorize", variant="primary", elem_id="run")
                 status = gr.Markdown("Upload an image to start.", elem_id="status")
             with gr.Column(scale=2):
@@ -148,9 +144,7 @@ def build_blocks(service: ColorizeService):
                             height=360,
                             elem_id="result",
                         )
-                    download = gr.File(
-                        label="Download (PNG, full resolution)", interactive=False, elem_id="download"
-                    )
+                    download = gr.File(label="Download (PNG, full resolution)", interactive=False, elem_id="download")
                 with gr.Tab("Side by side"):
                     sbs = gr.Image(
                         label="Gray | colour",
@@ -160,16 +154,10 @@ def build_blocks(service: ColorizeService):
                         elem_id="side-by-side",
                     )
                 with gr.Tab("Blend"):
-                    blend_t = gr.Slider(
-                        0.0, 1.0, value=0.5, step=0.01, label="Gray → colour", elem_id="blend"
-                    )
-                    blended = gr.Image(
-                        label="Blend", type="numpy", format="png", interactive=False, elem_id="blended"
-                    )
+                    blend_t = gr.Slider(0.0, 1.0, value=0.5, step=0.01, label="Gray → colour", elem_id="blend")
+                    blended = gr.Image(label="Blend", type="numpy", format="png", interactive=False, elem_id="blended")
                 with gr.Tab("Animation"):
-                    gif = gr.Image(
-                        label="Blend animation (GIF)", type="filepath", interactive=False, elem_id="gif"
-                    )
+                    gif = gr.Image(label="Blend animation (GIF)", type="filepath", interactive=False, elem_id="gif")
                     frames = gr.Gallery(label="Frames", columns=7, height="auto", elem_id="frames")
         cache_md = gr.Markdown(cache_md_text(), elem_id="cache-stats")
 

@@ -43,9 +43,7 @@ def create_api(service: ColorizeService) -> FastAPI:
                                           f"{service.max_upload_mb:g} MB"}, 413)  # fmt: skip
         body = b"".join(chunks)
         try:
-            res = await run_in_threadpool(
-                service.colorize, body, method=method, temperature=temperature, mode=mode, size=size
-            )
+            res = await run_in_threadpool(service.colorize, body, method=method, temperature=temperature, mode=mode, size=size)
         except UserError as exc:
             return JSONResponse({"error": str(exc)}, 413 if "upload limit" in str(exc) else 400)
         headers = {"X-Cache": "hit" if res.cached else "miss", "X-Key": res.key}

@@ -85,9 +85,7 @@ def gif_bytes(frames: list[np.ndarray], duration_ms: int = 90, hold_ms: int = 70
     durations[0] = durations[len(frames) - 1] = hold_ms
     images = [Image.fromarray(f) for f in seq]
     buf = io.BytesIO()
-    images[0].save(
-        buf, format="GIF", save_all=True, append_images=images[1:], duration=durations, loop=0, optimize=False
-    )
+    images[0].save(buf, format="GIF", save_all=True, append_images=images[1:], duration=durations, loop=0, optimize=False)
     return buf.getvalue()
 
 
@@ -178,9 +176,7 @@ class ColorizeService:
         if not data:
             raise UserError(f"no {what} uploaded")
         if len(data) > self.max_upload_bytes:
-            raise UserError(
-                f"the {what} is {len(data) / 1048576:.1f} MB; the upload limit is {self.max_upload_mb:g} MB"
-            )
+            raise UserError(f"the {what} is {len(data) / 1048576:.1f} MB; the upload limit is {self.max_upload_mb:g} MB")
         try:
             return api.read_image(data, max_pixels=self.max_pixels)
         except api.ImageError as exc:
@@ -213,9 +209,7 @@ class ColorizeService:
 
         def compute() -> bytes:
             try:
-                out = engine.colorize(
-                    image, temperature=float(temperature), mode=mode, size=int(size), reference=ref_image
-                )
+                out = engine.colorize(image, temperature=float(temperature), mode=mode, size=int(size), reference=ref_image)
             except ValueError as exc:  # ImageError, ModelError (e.g. no reference), unknown mode
                 raise UserError(str(exc)) from None
             return _encode_result(out)
@@ -235,9 +229,7 @@ class ColorizeService:
         )
 
     @staticmethod
-    def cache_key_for(
-        data: bytes, info: dict, method: str, temperature: float, mode: str, size: int, extra: dict
-    ) -> str:
+    def cache_key_for(data: bytes, info: dict, method: str, temperature: float, mode: str, size: int, extra: dict) -> str:
         model_sha = (info.get("model") or {}).get("sha256") or "none"
         return cache_key(
             data,

@@ -107,9 +107,7 @@ class AppProcess:
         self.url = f"http://127.0.0.1:{self.port}"
         self.log = workdir / f"{ui}.log"
         env = {k: v for k, v in os.environ.items() if k != "REDIS_URL"}
-        env.update(
-            GRADIO_ANALYTICS_ENABLED="False", HF_HUB_OFFLINE="1", COLORIZE_RT_CACHE_DIR=str(workdir / "cache")
-        )
+        env.update(GRADIO_ANALYTICS_ENABLED="False", HF_HUB_OFFLINE="1", COLORIZE_RT_CACHE_DIR=str(workdir / "cache"))
         if redis_url:
             env["REDIS_URL"] = redis_url
         cmd = [sys.executable, "-m", "colorize_rt.serve", "--ui", ui, "--port", str(self.port),

@@ -43,5 +43,3 @@ def model_from_checkpoint(path: str | Path, use_ema: bool = True):
     weights = state.get("ema") if use_ema and state.get("ema") is not None else state["model"]
     net.load_state_dict(weights)
     return net.eval(), state
-
-

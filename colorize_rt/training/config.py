@@ -64,7 +64,7 @@ class TrainConfig:
             if "=" not in item:
                 raise ValueError(f"override {item!r} must look like key=value")
             key, raw = item.split("=", 1)
-            values[key] = json.loads(raw) if raw[:1] in "[{0123456789-.tfn\"" and _is_json(raw) else raw
+            values[key] = json.loads(raw) if raw[:1] in '[{0123456789-.tfn"' and _is_json(raw) else raw
         return cls.from_dict(values)
 
     @classmethod

@@ -48,10 +48,16 @@ def predictor_for(path: Path, temperature: float) -> Predictor:
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("--model", "models", multiple=True, type=click.Path(exists=True, dir_okay=False, path_type=Path),
-              help="checkpoint (.pt) or ONNX model; repeat to compare several")
-@click.option("--data", required=True, type=click.Path(exists=True, file_okay=False, path_type=Path),
-              help="folder of colour images")
+@click.option(
+    "--model",
+    "models",
+    multiple=True,
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="checkpoint (.pt) or ONNX model; repeat to compare several",
+)
+@click.option(
+    "--data", required=True, type=click.Path(exists=True, file_okay=False, path_type=Path), help="folder of colour images"
+)
 @click.option("--temperature", default=DEFAULT_T, show_default=True, type=click.FloatRange(min=1e-3))
 @click.option("--limit", default=0, help="evaluate at most this many images (0 = all)")
 @click.option("--json", "json_out", type=click.Path(dir_okay=False, path_type=Path), help="write results as JSON")

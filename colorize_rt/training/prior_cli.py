@@ -15,8 +15,13 @@ from ..evaluation import list_images
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
 @click.argument("folder", type=click.Path(exists=True, file_okay=False, path_type=Path))
-@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False, path_type=Path),
-              help="where to save the prior (.npy, 313 float64 values summing to 1)")
+@click.option(
+    "-o",
+    "--output",
+    required=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="where to save the prior (.npy, 313 float64 values summing to 1)",
+)
 @click.option("--limit", default=0, help="use at most this many images (0 = all)")
 def cli(folder: Path, output: Path, limit: int) -> None:
     """Compute the prior over the 313 ab bins (images at shorter side 64, nearest bin per pixel)."""
@@ -29,8 +34,10 @@ def cli(folder: Path, output: Path, limit: int) -> None:
     with atomic_path(output) as tmp, open(tmp, "wb") as fh:
         np.save(fh, p)
     w = rebalance_weights(p)
-    click.echo(f"prior of {len(files)} images -> {output}; {int((p == 0).sum())} empty bins; "
-               f"rebalancing weights {w.min():.2f}..{w.max():.2f}")
+    click.echo(
+        f"prior of {len(files)} images -> {output}; {int((p == 0).sum())} empty bins; "
+        f"rebalancing weights {w.min():.2f}..{w.max():.2f}"
+    )
 
 
 def main(argv=None) -> int:

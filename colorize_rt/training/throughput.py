@@ -31,8 +31,12 @@ def measure(cfg: TrainConfig, steps: int = 30, warmup: int = 5) -> dict:
     w = torch.from_numpy(rebalance_weights(torch.ones(313).numpy()))
     bins = bins_tensor()
     ds = ColorizationDataset(cfg.train_dir, cfg.crop, seed=cfg.seed)
-    loader = DataLoader(ds, batch_sampler=EpochBatches(len(ds), cfg.batch_size, cfg.seed, 0),
-                        num_workers=cfg.workers, prefetch_factor=4 if cfg.workers else None)
+    loader = DataLoader(
+        ds,
+        batch_sampler=EpochBatches(len(ds), cfg.batch_size, cfg.seed, 0),
+        num_workers=cfg.workers,
+        prefetch_factor=4 if cfg.workers else None,
+    )
 
     def step(batch):
         opt.zero_grad(set_to_none=True)
@@ -53,9 +57,16 @@ def measure(cfg: TrainConfig, steps: int = 30, warmup: int = 5) -> dict:
     for _ in range(steps):
         step(next(it))
     piped = steps * cfg.batch_size / (time.perf_counter() - t)
-    return {"model": cfg.model, "batch": cfg.batch_size, "crop": cfg.crop, "workers": cfg.workers,
-            "threads": torch.get_num_threads(), "pure_fwd_bwd_img_s": round(pure, 2),
-            "with_data_pipeline_img_s": round(piped, 2), "ratio": round(piped / pure, 3)}
+    return {
+        "model": cfg.model,
+        "batch": cfg.batch_size,
+        "crop": cfg.crop,
+        "workers": cfg.workers,
+        "threads": torch.get_num_threads(),
+        "pure_fwd_bwd_img_s": round(pure, 2),
+        "with_data_pipeline_img_s": round(piped, 2),
+        "ratio": round(piped / pure, 3),
+    }
 
 
 def main(argv=None) -> None:

@@ -123,8 +123,11 @@ def train_step(net, batch, class_weights, bins, amp_dtype, scaler, state: dict) 
             if state["micro"] >= L.shape[0]:
                 raise
             state["micro"] *= 2
-            log.warning("CUDA out of memory: retrying the step in %d chunks of %d images",
-                        state["micro"], math.ceil(L.shape[0] / state["micro"]))
+            log.warning(
+                "CUDA out of memory: retrying the step in %d chunks of %d images",
+                state["micro"],
+                math.ceil(L.shape[0] / state["micro"]),
+            )
             if torch.cuda.is_available():
                 torch.cuda.empty_cache()
 
@@ -139,8 +142,11 @@ def _is_main() -> bool:
 
 def _rng_state() -> dict:
     # tensors only, so the checkpoint loads with weights_only=True
-    return {"torch": torch.get_rng_state(), "numpy": torch.from_numpy(np.random.get_state()[1].astype(np.int64)),
-            "python": torch.tensor(list(random.getstate()[1]), dtype=torch.int64)}
+    return {
+        "torch": torch.get_rng_state(),
+        "numpy": torch.from_numpy(np.random.get_state()[1].astype(np.int64)),
+        "python": torch.tensor(list(random.getstate()[1]), dtype=torch.int64),
+    }
 
 
 def _image_grid(net, val_files, device) -> np.ndarray:
@@ -164,8 +170,9 @@ def train(cfg: TrainConfig, run_dir: Path, resume: bool = False, progress: bool 
     rank = int(os.environ.get("RANK", "0"))
     if world > 1 and not dist.is_initialized():
         dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
-    device = torch.device("cuda" if cfg.device == "auto" and torch.cuda.is_available() else
-                          ("cpu" if cfg.device == "auto" else cfg.device))
+    device = torch.device(
+        "cuda" if cfg.device == "auto" and torch.cuda.is_available() else ("cpu" if cfg.device == "auto" else cfg.device)
+    )
     if device.type == "cuda" and world > 1:
         torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
         device = torch.device("cuda", torch.cuda.current_device())
@@ -226,13 +233,26 @@ def train(cfg: TrainConfig, run_dir: Path, resume: bool = False, progress: bool 
     def checkpoint(path: Path, score: float | None = None) -> None:
         if not _is_main():
             return
-        save_checkpoint(path, {
-            "model": net.state_dict(), "ema": ema.state_dict() if ema is not None else None,
-            "optimizer": opt.state_dict(), "scaler": scaler.state_dict() if scaler else None,
-            "variant": cfg.model, "variant_args": net.variant_args, "config": cfg.to_dict(),
-            "config_hash": cfg.hash(), "bins_hash": bins_hash(), "step": step, "best_score": best,
-            "score": score, "micro": micro, "rng": _rng_state(), "prior": torch.from_numpy(prior),
-        })
+        save_checkpoint(
+            path,
+            {
+                "model": net.state_dict(),
+                "ema": ema.state_dict() if ema is not None else None,
+                "optimizer": opt.state_dict(),
+                "scaler": scaler.state_dict() if scaler else None,
+                "variant": cfg.model,
+                "variant_args": net.variant_args,
+                "config": cfg.to_dict(),
+                "config_hash": cfg.hash(),
+                "bins_hash": bins_hash(),
+                "step": step,
+                "best_score": best,
+                "score": score,
+                "micro": micro,
+                "rng": _rng_state(),
+                "prior": torch.from_numpy(prior),
+            },
+        )
 
     writer = None
     if _is_main():
@@ -247,16 +267,20 @@ def train(cfg: TrainConfig, run_dir: Path, resume: bool = False, progress: bool 
     if bpe == 0:
         raise ValueError(f"batch_size {cfg.batch_size} is larger than the dataset ({len(train_set)} images)")
     t_start = time.time()
-    bar = tqdm(total=cfg.max_steps, initial=step, disable=not (progress and _is_main()), desc="train",
-               dynamic_ncols=True)
+    bar = tqdm(total=cfg.max_steps, initial=step, disable=not (progress and _is_main()), desc="train", dynamic_ncols=True)
     state = {"micro": micro}
     seen, t_log, stop_reason = 0, time.time(), "max_steps"
     while step < cfg.max_steps:
         epoch, start = divmod(step, bpe)
         train_set.set_epoch(epoch)
         sampler = EpochBatches(len(train_set), cfg.batch_size, cfg.seed, epoch, start, rank, world)
-        loader = DataLoader(train_set, batch_sampler=sampler, num_workers=cfg.workers,
-                            persistent_workers=False, prefetch_factor=4 if cfg.workers else None)
+        loader = DataLoader(
+            train_set,
+            batch_sampler=sampler,
+            num_workers=cfg.workers,
+            persistent_workers=False,
+            prefetch_factor=4 if cfg.workers else None,
+        )
         for L, ab_small in loader:
             frozen = step < cfg.freeze_encoder_steps
             set_encoder_frozen(net, frozen)
@@ -341,8 +365,10 @@ def main(argv: list[str] | None = None) -> int:
         print("colorize-train: interrupted; resume with --resume", file=sys.stderr)
         return 130
     if _is_main():
-        print(f"done: step {result['step']} ({result['stop']}, {result['minutes']:.1f} min); "
-              f"best val score {result['best_score']:.2f}; checkpoints in {args.out}")
+        print(
+            f"done: step {result['step']} ({result['stop']}, {result['minutes']:.1f} min); "
+            f"best val score {result['best_score']:.2f}; checkpoints in {args.out}"
+        )
     return 0
 
 
