@@ -2,7 +2,7 @@ PY ?= .venv/bin/python
 PIP ?= $(PY) -m pip
 RUNS ?= $(HOME)/colorize-runs
 
-.PHONY: setup demo test test-fast lint train export-trt bench serve clean
+.PHONY: setup demo test test-fast lint train export-trt bench serve clean gpu-check
 
 .venv/bin/python:
 	python3 -m venv .venv
@@ -21,15 +21,16 @@ demo: setup
 serve: setup
 	$(dir $(PY))colorize-rt serve --ui gradio
 
-test: setup
-	$(PY) -m ruff check .
+test: setup lint
 	$(PY) -m pytest -q
 
 test-fast: setup
 	$(PY) -m pytest -q -m "not slow"
 
+# ruff's rules and the project's line length (pyproject.toml [tool.ruff]); format is checked, never applied.
 lint:
 	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
 
 CONFIG ?= configs/quicktrain.yaml
 RUN ?= $(RUNS)/$(basename $(notdir $(CONFIG)))
@@ -59,8 +60,14 @@ export-trt:
 	    $(BIN)colorize-engine $(EXPORT_DIR)/$$m.onnx --profile $(TRT_PROFILE) || exit 1; \
 	  done; \
 	else \
-	  echo "TensorRT or an NVIDIA GPU is missing: stopping after the ONNX artefacts in $(EXPORT_DIR)/ (install tensorrt on a machine with an NVIDIA GPU, then rerun 'make export-trt' or benchmarks/gpu_check.sh)"; \
+	  echo "TensorRT or an NVIDIA GPU is missing: stopping after the ONNX artefacts in $(EXPORT_DIR)/ (install tensorrt on a machine with an NVIDIA GPU, then rerun 'make export-trt')"; \
 	fi
+
+# On a machine with an NVIDIA GPU and CUDA PyTorch (cuda-python for the buffer step, TensorRT optional):
+# fp16 AMP training smoke + resume, the TensorRT runner's cuda-python path, PyTorch fp16 latency, and
+# TensorRT build/run/compare where TensorRT exists. < 8 min; results in benchmarks/results/gpu/<gpu>/.
+gpu-check:
+	PY=$(PY) benchmarks/gpu_check.sh
 
 clean:
 	rm -rf build dist *.egg-info .pytest_cache .ruff_cache

@@ -12,7 +12,7 @@ import argparse
 import cv2
 import numpy as np
 
-from colorize_rt.runtime.api import Engine
+from colorize_rt.runtime.api import Colorizer
 from colorize_rt.runtime.images import DecodedImage
 
 PHOTOS = ("astronaut", "coffee", "chelsea", "rocket", "immunohistochemistry")
@@ -37,7 +37,7 @@ def main() -> None:
     ap.add_argument("--photos", default=",".join(PHOTOS))
     args = ap.parse_args()
     labels = args.labels.split(",") if args.labels else [m.rsplit("/", 1)[-1] for m in args.models]
-    engines = [Engine(m, backend="cpu") for m in args.models]
+    engines = [Colorizer(m, backend="cpu") for m in args.models]
     rows = []
     for name in args.photos.split(","):
         rgb = getattr(data, name)()

@@ -12,8 +12,7 @@ mkdir -p "$OUT" "$ASSETS"
 $BIN/colorize-export "$CLS" -o "$OUT/default.fp32.onnx"                  # full fp32: the calibration source
 $BIN/colorize-export "$CLS" -o "$OUT/default.onnx" --store-fp16          # shipped: fp16-stored weights, fp32 compute
 $BIN/colorize-export "$L2" -o "$OUT/default-l2.onnx" --store-fp16
-$BIN/colorize-calibrate "$OUT/default.fp32.onnx" --data "$TRAIN" --eval "$VAL" -o "$OUT/default-int8.onnx" \
-  --num-images 256 --eval-images 262 --method minmax --no-progress | tee "$OUT/calibration.txt"
+scripts/ship_int8.sh "$OUT/default.fp32.onnx" "$TRAIN" "$VAL"      # CPU INT8 + gate + probe + speed record
 
 $BIN/colorize-eval --data "$VAL" --json "$OUT/eval.json" \
   --model "$OUT/default-l2.onnx" --model "$OUT/default.fp32.onnx" --model "$OUT/default.onnx" \

@@ -20,3 +20,26 @@ def sample_rgb():
     from skimage import data
 
     return {"astronaut": data.astronaut(), "coffee": data.coffee(), "chelsea": data.chelsea()}
+
+
+@pytest.fixture(scope="session")
+def tiny_onnx(tmp_path_factory) -> Path:
+    """The one tiny real model every runtime/serve test shares: mobile (width 0.125, seed 0) exported to ONNX."""
+    pytest.importorskip("torch", reason="exporting the tiny test model needs torch (the [train] extra)")
+    from tests.runtime_support import export_tiny_model
+
+    return export_tiny_model(tmp_path_factory.mktemp("tiny") / "tiny.onnx")
+
+
+@pytest.fixture(scope="module")
+def redis_server(tmp_path_factory):
+    """A real redis-server for one test module, or None where it is not installed (tests then use the disk cache)."""
+    import shutil
+
+    from tests.serve_support import RedisServer
+
+    if shutil.which("redis-server") is None:
+        yield None
+        return
+    with RedisServer(tmp_path_factory.mktemp("redis")) as srv:
+        yield srv

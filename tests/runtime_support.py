@@ -13,14 +13,18 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def export_tiny_model(path: Path) -> Path:
-    """The project's real network (mobile, width 0.125, random weights) exported with the fused decode."""
+def export_tiny_model(path: Path, seed: int = 0) -> Path:
+    """The project's real network (mobile, width 0.125, random weights) exported with the fused decode.
+
+    Its random weights still predict clearly non-zero chroma, so "the result is coloured" is testable.
+    Tests share one export through the session fixture ``tiny_onnx`` (tests/conftest.py).
+    """
     import torch
 
     from colorize_rt.export.onnx_export import export_onnx
     from colorize_rt.models import create_model
 
-    torch.manual_seed(0)
+    torch.manual_seed(seed)
     net = create_model("mobile", width=0.125).eval()
     return export_onnx(net, path)
 
@@ -86,9 +90,9 @@ def write_rgb(path: Path, rgb: np.ndarray, params: list[int] | None = None) -> P
 
 
 def run_cli(*args: str, timeout: float = 300, env: dict | None = None) -> subprocess.CompletedProcess:
-    """``colorize-rt ARGS`` in a subprocess (``python -m colorize_rt.runtime``), as a user would run it."""
+    """``colorize-rt ARGS`` in a subprocess (``python -m colorize_rt``), as a user would run it."""
     return subprocess.run(
-        [sys.executable, "-m", "colorize_rt.runtime", *args],
+        [sys.executable, "-m", "colorize_rt", *args],
         capture_output=True,
         text=True,
         timeout=timeout,

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from colorize_rt.serve.testing import AppProcess, mean_chroma, sample_png, tiny_model
+from tests.serve_support import AppProcess, mean_chroma, sample_png
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 CHROMEDRIVER = shutil.which("chromedriver")
@@ -41,9 +41,9 @@ CHROME_FLAGS = [
 
 
 @pytest.fixture(scope="module")
-def model(tmp_path_factory):
+def model(tiny_onnx):
     shipped = REPO / "colorize_rt" / "assets" / "default.onnx"
-    return shipped if shipped.is_file() else tiny_model(tmp_path_factory.mktemp("model") / "m.onnx")
+    return shipped if shipped.is_file() else tiny_onnx
 
 
 @pytest.fixture(scope="module")

@@ -13,7 +13,7 @@ from colorize_rt.serve.cache import DiskCache, ResultCache
 def _info(tmp_path, *extra):
     env = {k: v for k, v in os.environ.items() if k != "REDIS_URL"}
     env["COLORIZE_RT_CACHE_DIR"] = str(tmp_path)
-    cmd = [sys.executable, "-m", "colorize_rt.runtime.cli", "--info", *extra]
+    cmd = [sys.executable, "-m", "colorize_rt", "--info", *extra]
     return subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=120)
 
 

@@ -8,8 +8,8 @@ import time
 
 import pytest
 
-from colorize_rt.serve.cache import DiskCache, RedisCache, ResultCache, cache_info
-from colorize_rt.serve.testing import RedisServer, free_port
+from colorize_rt.serve.cache import DiskCache, RedisCache, ResultCache, cache_info, unseal
+from tests.serve_support import RedisServer, free_port
 
 pytestmark = pytest.mark.skipif(
     shutil.which("redis-server") is None, reason="redis-server not installed (apt-get install redis-server)"
@@ -32,7 +32,7 @@ def test_uses_redis_when_reachable(server, tmp_path, monkeypatch):
     assert (value, hit) == (b"payload", False)
     assert cache.get_or_compute("k" * 64, lambda: b"other") == (b"payload", True)
     client = redis.Redis.from_url(server.url)
-    assert client.get("colorize-rt:result:" + "k" * 64) == b"payload"
+    assert unseal(client.get("colorize-rt:result:" + "k" * 64)) == b"payload"
     assert 3500 < client.ttl("colorize-rt:result:" + "k" * 64) <= 3600
     assert cache.disk.usage()["entries"] == 0  # nothing went to disk
     monkeypatch.setenv("COLORIZE_RT_CACHE_DIR", str(tmp_path / "disk"))
@@ -45,7 +45,7 @@ def test_unreachable_redis_falls_back_to_disk(tmp_path):
     cache = ResultCache(DiskCache(tmp_path), RedisCache(f"redis://127.0.0.1:{free_port()}/0"))
     assert cache.backend == "disk (redis unavailable)"
     assert cache.get_or_compute("k" * 64, lambda: b"v") == (b"v", False)
-    assert cache.disk.get("k" * 64) == b"v"
+    assert unseal(cache.disk.get("k" * 64)) == b"v"
     assert "ConnectionError" in cache.info()["last_redis_error"]
 
 
@@ -81,11 +81,11 @@ def test_redis_stopped_mid_run_never_fails_a_request(server, tmp_path):
     assert cache.backend == "disk (redis unavailable)"
     assert cache.counters["redis_errors"] >= 1
     after = [k for k, was_stopped in done if was_stopped]
-    assert after and all(cache.disk.get(k) == k.encode() for k in after)  # served and stored on disk
+    assert after and all(unseal(cache.disk.get(k)) == k.encode() for k in after)  # served and stored on disk
 
     # Redis comes back on the same port: after retry_s the cache uses it again
     server.start()
     time.sleep(0.35)
     assert cache.backend == "redis"
     assert cache.get_or_compute("z" * 64, lambda: b"back") == (b"back", False)
-    assert redis.Redis.from_url(server.url).get("colorize-rt:result:" + "z" * 64) == b"back"
+    assert unseal(redis.Redis.from_url(server.url).get("colorize-rt:result:" + "z" * 64)) == b"back"

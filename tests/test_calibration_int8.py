@@ -17,7 +17,6 @@ from onnx import numpy_helper
 
 from colorize_rt.calibration.cli import main as calibrate_main
 from colorize_rt.calibration.quantize import (
-    GateResult,
     calibration_key,
     check_qdq,
     int8_plan,
@@ -26,8 +25,9 @@ from colorize_rt.calibration.quantize import (
     split_files,
 )
 from colorize_rt.calibration.reader import ImageCalibrationReader
+from colorize_rt.core.files import list_images
 from colorize_rt.core.hashing import file_sha256
-from colorize_rt.evaluation import list_images
+from colorize_rt.eval.gate import GateResult
 from colorize_rt.export.graph import get_metadata
 from colorize_rt.export.onnx_export import export_onnx
 from colorize_rt.models import create_model
@@ -166,8 +166,9 @@ def test_ort_cpu_runs_integer_kernels(calibrated, fp32_model):
     so = ort.SessionOptions()
     so.log_severity_level = 3
     L = np.random.default_rng(0).uniform(0, 100, (2, 1, 64, 96)).astype(np.float32)
-    a = ort.InferenceSession(str(int8), so, providers=["CPUExecutionProvider"]).run(["ab"], {"L": L})[0]
-    b = ort.InferenceSession(str(fp32_model), so, providers=["CPUExecutionProvider"]).run(["ab"], {"L": L})[0]
+    feed = {"L": L, "temperature": np.array(0.38, np.float32)}  # a real graph input: always fed
+    a = ort.InferenceSession(str(int8), so, providers=["CPUExecutionProvider"]).run(["ab"], feed)[0]
+    b = ort.InferenceSession(str(fp32_model), so, providers=["CPUExecutionProvider"]).run(["ab"], feed)[0]
     assert a.shape == b.shape == (2, 2, 64, 96) and a.dtype == np.float32
     assert np.abs(a - b).mean() < 5.0 and np.abs(a - b).max() > 0  # quantized, yet close
 
@@ -260,3 +261,48 @@ def test_split_and_gate_logic():
     assert GateResult(70.0, 69.5, 1.0, 5).passed
     assert not GateResult(70.0, 68.9, 1.0, 5).passed
     assert not GateResult(70.0, float("nan"), 1.0, 5).passed
+
+
+def test_weights_are_7_bit_so_cpus_without_vnni_agree(calibrated):
+    """|w| <= 64: VPMADDUBSW (AVX2, no VNNI) cannot saturate, so both x86 paths compute the same integers."""
+    from colorize_rt.calibration.quantize import saturation_risks
+
+    out_dir, _ = calibrated
+    m = onnx.load(str(out_dir / "int8_0.onnx"))
+    weights = [numpy_helper.to_array(i) for i in m.graph.initializer if i.data_type == onnx.TensorProto.INT8 and len(i.dims) >= 2]
+    assert len(weights) >= 15 and max(int(np.abs(w).max()) for w in weights) <= 64
+    assert saturation_risks(m) == []
+    full = onnx.load(str(out_dir / "int8_0.onnx"))
+    w = next(i for i in full.graph.initializer if i.data_type == onnx.TensorProto.INT8 and len(i.dims) >= 2)
+    arr = numpy_helper.to_array(w).copy()
+    arr.flat[0] = 127
+    w.CopyFrom(numpy_helper.from_array(arr, w.name))
+    assert len(saturation_risks(full)) == 1
+
+
+def test_int8_model_carries_a_probe_it_passes(calibrated):
+    from colorize_rt.core.probe import PROBE_KEY
+    from colorize_rt.runtime.runners import OrtRunner
+    from colorize_rt.runtime.selfcheck import check_runner
+
+    out_dir, _ = calibrated
+    path = out_dir / "int8_0.onnx"
+    meta = get_metadata(onnx.load(str(path), load_external_data=False))
+    assert PROBE_KEY in meta and meta["int8_target"] == "tensorrt"
+    with OrtRunner(path) as runner:
+        v = check_runner(runner, path, "cpu", use_cache=False)
+    assert v.status == "pass" and v.precision == "int8"
+
+
+def test_cpu_target_uses_uint8_activations(fp32_model, dirs, tmp_path):
+    from colorize_rt.calibration.quantize import calibrate
+
+    calib, held = dirs
+    out = tmp_path / "cpu.onnx"
+    report = calibrate(fp32_model, out, calib, eval_dir=held, method="minmax", max_drop=100, cache_dir=tmp_path, target="cpu")
+    m = onnx.load(str(out))
+    inits = {i.name: i for i in m.graph.initializer}
+    act_zp = [inits[n.input[2]] for n in m.graph.node if n.op_type == "QuantizeLinear" and len(n.input) > 2]
+    assert act_zp and all(z.data_type == onnx.TensorProto.UINT8 for z in act_zp)
+    assert get_metadata(m)["int8_target"] == "cpu" and report["gate"].passed
+    assert check_qdq(m)  # not for TensorRT: asymmetric activations are reported

@@ -45,7 +45,7 @@ def test_bad_prior_rejected():
 @needs(TRAIN_DIR)
 @needs(REFERENCE / "prior_probs_trainset.npy")
 def test_prior_of_shared_trainset_matches_reference():
-    from colorize_rt.evaluation import list_images
+    from colorize_rt.core.files import list_images
     from colorize_rt.training.train import compute_prior
 
     ours = compute_prior(list_images(TRAIN_DIR)[::6])  # a sixth of the set, spread over all sources

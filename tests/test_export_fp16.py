@@ -12,14 +12,13 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from colorize_rt.calibration.quantize import accuracy_gate
-from colorize_rt.evaluation import list_images
+from colorize_rt.core.files import list_images
+from colorize_rt.eval.gate import accuracy_gate
 from colorize_rt.export.cli import export_main
 from colorize_rt.export.fp16 import convert_fp16
 from colorize_rt.export.graph import get_metadata
-from colorize_rt.export.onnx_export import export_onnx
 from colorize_rt.models import create_model
-from colorize_rt.training.checkpoint import save_checkpoint
+from colorize_rt.models.checkpoint import save_checkpoint
 
 skdata = pytest.importorskip("skimage.data")
 IMAGES = ["astronaut", "chelsea", "coffee", "rocket", "immunohistochemistry", "colorwheel"]
@@ -43,15 +42,13 @@ def image_dir(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def fp32_model(tmp_path_factory):
-    torch.manual_seed(0)
-    net = create_model("mobile", width=0.125).eval()
-    return export_onnx(net, tmp_path_factory.mktemp("m") / "model.onnx")
+def fp32_model(tiny_onnx):
+    return tiny_onnx
 
 
 @pytest.fixture(scope="module")
-def fp16_model(fp32_model):
-    return convert_fp16(fp32_model, fp32_model.with_name("model.fp16.onnx"))
+def fp16_model(fp32_model, tmp_path_factory):
+    return convert_fp16(fp32_model, tmp_path_factory.mktemp("fp16") / "model.fp16.onnx")
 
 
 def test_types_io_fp32_network_fp16_decode_fp32(fp16_model):
@@ -66,7 +63,8 @@ def test_types_io_fp32_network_fp16_decode_fp32(fp16_model):
     assert net_w and all(t == H for t in net_w)
     dec_conv = [n for n in convs if n.name.startswith("decode/")]
     assert len(dec_conv) == 1 and inits[dec_conv[0].input[1]].data_type == F  # bin table stays fp32
-    assert inits["temperature"].data_type == F
+    assert "temperature" not in inits  # a real fp32 input, never an initializer
+    assert get_metadata(m)["default_temperature"] == "0.38"
     m = onnx.shape_inference.infer_shapes(m)
     types = {v.name: v.type.tensor_type.elem_type for v in [*m.graph.value_info, *m.graph.output]}
     for n in m.graph.node:
@@ -84,7 +82,7 @@ def test_ort_cpu_runs_it_close_to_fp32(fp32_model, fp16_model):
         b = _session(fp32_model).run(["ab"], feed)[0]
         assert a.dtype == np.float32 and a.shape == (2, 2, 64, 96)
         assert np.abs(a - b).max() < 0.5  # ab units (-110..110)
-    assert np.abs(_session(fp16_model).run(["ab"], {"L": L})[0]).max() > 0.5
+    assert np.abs(_session(fp16_model).run(["ab"], {"L": L, "temperature": np.array(0.38, np.float32)})[0]).max() > 0.5
 
 
 def test_auc_within_02_of_fp32(fp32_model, fp16_model, image_dir):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import onnx
@@ -19,8 +20,8 @@ from colorize_rt.export.fold import ChannelShift, fold_bn_after_relu
 from colorize_rt.export.graph import decode_nodes, fp32_nodes, get_metadata
 from colorize_rt.export.onnx_export import config_hash, export_onnx
 from colorize_rt.models import create_model
-from colorize_rt.models.decode import Colorizer
-from colorize_rt.training.checkpoint import save_checkpoint
+from colorize_rt.models.checkpoint import save_checkpoint
+from colorize_rt.models.decode import ColorizationGraph
 
 skdata = pytest.importorskip("skimage.data")
 
@@ -106,10 +107,10 @@ def test_interface_opset_and_checks(exported):
         "H",
         "W",
     ]
-    # temperature has a default: ORT lists it as an overridable initializer, so callers may omit it
+    # temperature is a real input (not an initializer): ORT lists it, TensorRT and OpenCV can set it
     s = _session(exported)
-    assert [i.name for i in s.get_inputs()] == ["L"]
-    assert [i.name for i in s.get_overridable_initializers()] == ["temperature"]
+    assert [i.name for i in s.get_inputs()] == ["L", "temperature"]
+    assert s.get_overridable_initializers() == []
 
 
 def test_metadata(exported, checkpoint):
@@ -149,20 +150,120 @@ def test_parity_with_pytorch(exported, net, n, h, w, t, img):
     L = np.stack([_real_L((h, w), img) + k * 0.5 for k in range(n)])[:, None].astype(np.float32)
     ab_onnx = _session(exported).run(["ab"], {"L": L, "temperature": np.array(t, np.float32)})[0]
     with torch.no_grad():
-        ab_torch = Colorizer(net)(torch.from_numpy(L), torch.tensor(t)).numpy()
+        ab_torch = ColorizationGraph(net)(torch.from_numpy(L), torch.tensor(t)).numpy()
     assert ab_onnx.shape == (n, 2, h, w)
     assert np.abs(ab_onnx - ab_torch).max() < 1e-3
     assert np.abs(ab_torch).max() > 0.5  # the model colours something: the comparison is not vacuous
 
 
-def test_default_temperature_is_used_when_omitted(exported, net):
-    L = _real_L((64, 96), "chelsea")[None, None].astype(np.float32)
+def _t(value: float = 0.38) -> np.ndarray:
+    return np.array(value, np.float32)
+
+
+def test_temperature_is_a_real_graph_input(exported):
+    """Listed by ONNX Runtime as an input, not an initializer; documented; required (no hidden default)."""
+    m = onnx.load(str(exported))
+    assert "temperature" not in [i.name for i in m.graph.initializer]
+    (t_in,) = [i for i in m.graph.input if i.name == "temperature"]
+    assert list(t_in.type.tensor_type.shape.dim) == [] and "0.38" in t_in.doc_string
+    assert get_metadata(m)["default_temperature"] == "0.38"
     s = _session(exported)
-    omitted = s.run(["ab"], {"L": L})[0]
-    explicit = s.run(["ab"], {"L": L, "temperature": np.array(0.38, np.float32)})[0]
-    hot = s.run(["ab"], {"L": L, "temperature": np.array(3.0, np.float32)})[0]
-    np.testing.assert_array_equal(omitted, explicit)
-    assert np.abs(hot - explicit).max() > 1e-3
+    assert [(i.name, i.shape) for i in s.get_inputs()] == [("L", ["N", 1, "H", "W"]), ("temperature", [])]
+    assert s.get_overridable_initializers() == []
+    L = _real_L((64, 96), "chelsea")[None, None].astype(np.float32)
+    with pytest.raises(Exception, match="temperature"):
+        s.run(["ab"], {"L": L})
+    cold, hot = (s.run(["ab"], {"L": L, "temperature": _t(v)})[0] for v in (0.38, 3.0))
+    assert np.abs(hot - cold).max() > 1e-3
+
+
+def test_opencv_dnn_sets_temperature(exported):
+    """OpenCV dnn (what OpenCV's colorization sample users run) can set T by name and sees the output change."""
+    import cv2
+
+    L = _real_L((64, 96), "chelsea")[None, None].astype(np.float32)
+    net = cv2.dnn.readNetFromONNX(str(exported))
+    outs = {}
+    for t in (0.38, 3.0):
+        net.setInput(L, "L")
+        net.setInput(_t(t).reshape(1), name="temperature")
+        outs[t] = np.asarray(net.forward()).copy()
+    ref = _session(exported).run(["ab"], {"L": L, "temperature": _t(0.38)})[0]
+    assert np.abs(outs[0.38] - ref).max() < 1e-3
+    assert np.abs(outs[3.0] - outs[0.38]).max() > 1e-3
+
+
+def _legacy_copy(exported, path, value=0.38):
+    """A model as older exports wrote it: temperature listed as an input and given an initializer default."""
+    from onnx import numpy_helper
+
+    m = onnx.load(str(exported))
+    m.graph.initializer.append(numpy_helper.from_array(np.array(value, np.float32), "temperature"))
+    onnx.save(m, str(path))
+    return path
+
+
+def test_rewrite_legacy_temperature_initializer(exported, tmp_path):
+    import cv2
+
+    from colorize_rt.export.graph import rewrite_temperature_input
+
+    legacy = _legacy_copy(exported, tmp_path / "legacy.onnx")
+    with pytest.raises(cv2.error, match="temperature"):  # OpenCV dnn cannot set an initializer
+        net = cv2.dnn.readNetFromONNX(str(legacy))
+        net.setInput(np.full((1, 1, 64, 64), 50.0, np.float32), "L")
+        net.setInput(_t().reshape(1), "temperature")
+    L = _real_L((64, 96), "coffee")[None, None].astype(np.float32)
+    before = _session(legacy).run(["ab"], {"L": L})[0]  # the initializer let callers omit T
+    meta_before = get_metadata(onnx.load(str(legacy)))
+    out = tmp_path / "fixed.onnx"
+    result = rewrite_temperature_input(legacy, out)
+    assert result["max_abs_diff"] == 0.0 and result["default_temperature"] == pytest.approx(0.38)
+    fixed = onnx.load(str(out))
+    assert "temperature" not in [i.name for i in fixed.graph.initializer]
+    assert get_metadata(fixed) == meta_before  # every metadata entry kept as it was
+    np.testing.assert_array_equal(_session(out).run(["ab"], {"L": L, "temperature": _t()})[0], before)
+    assert legacy.read_bytes() != out.read_bytes()  # input untouched when dst is given
+    assert _session(legacy).get_overridable_initializers()[0].name == "temperature"
+
+
+def test_rewrite_that_changes_the_output_writes_nothing(exported, tmp_path):
+    from colorize_rt.export.graph import rewrite_temperature_input
+
+    legacy = _legacy_copy(exported, tmp_path / "legacy.onnx")
+    before = legacy.read_bytes()
+    with pytest.raises(RuntimeError, match="output changed.*nothing written"):
+        rewrite_temperature_input(legacy, atol=-1.0)  # any difference, even none, counts as a change
+    assert legacy.read_bytes() == before and sorted(p.name for p in tmp_path.iterdir()) == ["legacy.onnx"]
+
+
+def test_rewrite_keeps_a_non_default_initializer_value(exported, tmp_path):
+    from colorize_rt.export.graph import rewrite_temperature_input
+
+    legacy = _legacy_copy(exported, tmp_path / "warm.onnx", value=0.7)
+    L = _real_L((64, 64), "astronaut")[None, None].astype(np.float32)
+    before = _session(legacy).run(["ab"], {"L": L})[0]
+    assert rewrite_temperature_input(legacy)["default_temperature"] == pytest.approx(0.7)  # in place
+    assert get_metadata(onnx.load(str(legacy)))["default_temperature"] == str(float(np.float32(0.7)))
+    np.testing.assert_array_equal(_session(legacy).run(["ab"], {"L": L, "temperature": _t(float(np.float32(0.7)))})[0], before)
+
+
+@pytest.mark.parametrize("name", ["default", "default-int8", "default-l2"])
+def test_shipped_models_take_temperature_as_input(name):
+    from colorize_rt import __file__ as package_init
+
+    path = Path(package_init).parent / "assets" / f"{name}.onnx"  # the files in the package, not $COLORIZE_RT_ASSETS
+    m = onnx.load(str(path))
+    assert "temperature" not in [i.name for i in m.graph.initializer]
+    assert get_metadata(m)["default_temperature"] == "0.38"
+    s = _session(path)
+    assert "temperature" in [i.name for i in s.get_inputs()]
+    L = _real_L((64, 64), "coffee")[None, None].astype(np.float32)
+    cold, hot = (s.run(["ab"], {"L": L, "temperature": _t(v)})[0] for v in (0.38, 2.0))
+    if get_metadata(m)["head"] == "classification":
+        assert np.abs(hot - cold).max() > 1e-2
+    else:
+        np.testing.assert_array_equal(hot, cold)  # L2 models ignore T
 
 
 def test_bn_fold_is_exact_and_reports():
@@ -197,7 +298,7 @@ def test_l2_model_same_interface(tmp_path):
     a = s.run(["ab"], {"L": L, "temperature": np.array(0.38, np.float32)})[0]
     b = s.run(["ab"], {"L": L, "temperature": np.array(2.0, np.float32)})[0]
     with torch.no_grad():
-        ref = Colorizer(net)(torch.from_numpy(L)).numpy()
+        ref = ColorizationGraph(net)(torch.from_numpy(L)).numpy()
     assert a.shape == (1, 2, 64, 80)
     np.testing.assert_allclose(a, b)  # temperature ignored
     assert np.abs(a - ref).max() < 1e-3
@@ -209,9 +310,9 @@ def test_lite0_export_parity(tmp_path):
     net = create_model("mobile-lite0", pretrained=False, decoder_width=0.25).eval()
     p = export_onnx(net, tmp_path / "lite.onnx")
     L = _real_L((64, 96), "coffee")[None, None].astype(np.float32)
-    out = _session(p).run(["ab"], {"L": L})[0]
+    out = _session(p).run(["ab"], {"L": L, "temperature": _t()})[0]
     with torch.no_grad():
-        ref = Colorizer(net)(torch.from_numpy(L)).numpy()
+        ref = ColorizationGraph(net)(torch.from_numpy(L)).numpy()
     assert np.abs(out - ref).max() < 1e-3
     meta = get_metadata(onnx.load(str(p)))
     assert meta["width"] == "0.25" and "no BN after ReLU" in meta["graph_simplification"]
@@ -239,8 +340,22 @@ def test_fp16_weight_storage_halves_the_file_keeps_fp32_compute(exported, tmp_pa
     meta = get_metadata(onnx.load(str(small)))
     assert meta["weights_storage"] == "fp16" and meta["precision"] == "fp32"
     L = np.stack([_real_L((96, 128), "coffee")])[:, None]
-    a = _session(exported).run(["ab"], {"L": L})[0]
-    b = _session(small).run(["ab"], {"L": L})[0]
+    a = _session(exported).run(["ab"], {"L": L, "temperature": _t()})[0]
+    b = _session(small).run(["ab"], {"L": L, "temperature": _t()})[0]
     assert np.abs(a - b).max() < 0.05  # weight rounding only; inputs, outputs and compute stay fp32
     with pytest.raises(ValueError, match="no fp32 weights"):
         store_weights_fp16(small, tmp_path / "again.onnx")
+
+
+def test_runtime_feeds_a_temperature_declared_as_one_element(exported, tmp_path):
+    """Scalar is what colorize-export writes; a model declaring temperature [1] runs through the same runner."""
+    from colorize_rt.runtime.runners import OrtRunner, predict_ab
+
+    m = onnx.load(str(exported))
+    (t_in,) = [i for i in m.graph.input if i.name == "temperature"]
+    t_in.type.tensor_type.shape.dim.add().dim_value = 1
+    onnx.save(m, str(tmp_path / "t1.onnx"))
+    L = _real_L((40, 56), "coffee")
+    with OrtRunner(tmp_path / "t1.onnx") as one, OrtRunner(exported) as scalar:
+        for t in (0.38, 2.0):
+            np.testing.assert_array_equal(predict_ab(one, L, t), predict_ab(scalar, L, t))

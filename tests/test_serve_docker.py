@@ -72,4 +72,5 @@ def test_cpu_image_is_runtime_only_and_gpu_image_has_trt_and_ort_gpu():
     assert "python:" in cpu and "-slim" in cpu
     assert "torch" not in cpu and "[serve]" in cpu and "gpu" not in cpu.lower().replace("gpus", "")
     gpu = (DOCKER / "Dockerfile.gpu").read_text()
-    assert "nvcr.io/nvidia/tensorrt:" in gpu and "onnxruntime-gpu==" in gpu and "[serve,gpu]" in gpu
+    assert "nvcr.io/nvidia/tensorrt:" in gpu and "onnxruntime-gpu==" in gpu and "[serve]" in gpu
+    assert '"cuda-python>=12.6,<13"' in gpu  # the base image's CUDA major (12), as the gpu-cu12 extra pins it

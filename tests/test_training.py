@@ -12,11 +12,11 @@ import torch
 from colorize_rt.core.bins import soft_encode as np_soft_encode
 from colorize_rt.core.constants import NUM_BINS
 from colorize_rt.models import create_model
+from colorize_rt.models.checkpoint import load_checkpoint, model_from_checkpoint
 from colorize_rt.models.decode import bins_tensor
 from colorize_rt.training import train as train_mod
-from colorize_rt.training.checkpoint import load_checkpoint, model_from_checkpoint
 from colorize_rt.training.config import TrainConfig
-from colorize_rt.training.loss import rebalanced_ce, soft_encode
+from colorize_rt.training.loss import rebalanced_ce, soft_encode_torch
 
 from .conftest import ROOT, TRAIN_DIR, needs
 
@@ -34,13 +34,13 @@ def _cfg(**kw):
 
 def test_torch_soft_encode_matches_numpy():
     ab = torch.from_numpy(np.random.default_rng(0).uniform(-100, 100, (2, 2, 6, 7)).astype(np.float32))
-    np.testing.assert_allclose(soft_encode(ab, bins_tensor()).numpy(), np_soft_encode(ab.numpy()), atol=1e-5)
+    np.testing.assert_allclose(soft_encode_torch(ab, bins_tensor()).numpy(), np_soft_encode(ab.numpy()), atol=1e-5)
 
 
 def test_rebalanced_loss_matches_hand_computation():
     g = torch.Generator().manual_seed(0)
     logits = torch.randn(1, NUM_BINS, 2, 2, generator=g)
-    target = soft_encode(torch.randn(1, 2, 2, 2, generator=g) * 30, bins_tensor())
+    target = soft_encode_torch(torch.randn(1, 2, 2, 2, generator=g) * 30, bins_tensor())
     w = torch.rand(NUM_BINS, generator=g) + 0.5
     expected = 0.0
     logp = torch.log_softmax(logits, 1)
@@ -61,7 +61,7 @@ def test_config_rejects_unknown_and_mistyped_keys(tmp_path):
         TrainConfig.from_dict({"batch_size": "many"})
     cfg = TrainConfig.load(SMOKE, ["lr=0.01", "model=l2", "lr_steps=[5,6]"])
     assert cfg.lr == 0.01 and cfg.model == "l2" and cfg.lr_steps == [5, 6]
-    for name in ("quicktrain", "quicktrain-lite0", "quicktrain-lite0-l2", "fulltrain", "smoke"):
+    for name in ("quicktrain", "quicktrain-lite0", "quicktrain-lite0-l2", "quality-lite0", "fulltrain", "smoke"):
         TrainConfig.load(ROOT / "configs" / f"{name}.yaml")
 
 
@@ -172,3 +172,117 @@ def test_ddp_gloo_two_processes_match_single_process(tmp_path):
     train_mod.train_step(net, ddp_grads.global_batch(), torch.linspace(0.5, 2, NUM_BINS), bins_tensor(), None, None, {"micro": 2})
     for name, p in net.named_parameters():
         assert torch.allclose(p.grad, ddp[name], atol=1e-5, rtol=1e-4), name
+
+
+# ----------------------------------------------------------------------------- round-2 recipe knobs
+@pytest.mark.parametrize(
+    ("flags", "device", "expected"),
+    [
+        (frozenset({"avx2", "fma"}), "cpu", None),  # AVX2-only EPYC: bf16 would be emulated
+        (frozenset({"avx2", "avx512f", "avx512_vnni"}), "cpu", None),  # VNNI is not bf16
+        (frozenset({"avx2", "avx512f", "avx512_bf16"}), "cpu", torch.bfloat16),
+        (frozenset({"avx2", "amx_bf16", "amx_tile"}), "cpu", torch.bfloat16),
+    ],
+)
+def test_amp_auto_uses_bf16_only_where_the_cpu_has_it(monkeypatch, flags, device, expected):
+    from colorize_rt.core import cpu
+
+    monkeypatch.setattr(cpu, "cpu_flags", lambda: flags)
+    dtype, why = train_mod.choose_amp(_cfg(amp="auto"), torch.device(device))
+    assert dtype == expected
+    assert ("bf16 autocast" in why) == (expected is not None) and "amp=auto" in why
+    assert train_mod.choose_amp(_cfg(amp="off"), torch.device(device))[0] is None
+    assert train_mod.choose_amp(_cfg(amp="bf16"), torch.device(device))[0] == torch.bfloat16
+
+
+def test_partial_unfreeze_trains_only_the_top_encoder_layers():
+    cfg = _cfg(freeze_encoder_steps=10, unfreeze_layers=3, encoder_lr_mult=0.1, encoder_lr_decay=0.5)
+    net = create_model("mobile-lite0", pretrained=False, decoder_width=0.25).train()
+    layers = train_mod.encoder_layers(net)
+    assert len(layers) == 17  # stem + 16 MBConv blocks
+
+    train_mod.set_encoder_trainable(net, train_mod.trainable_layers(cfg, 0))
+    assert not any(p.requires_grad for p in net.encoder.parameters())
+    bns = [m for m in net.encoder.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    assert not any(m.training for m in bns)  # BN statistics fixed while frozen
+    assert all(p.requires_grad for p in net.decoder_parameters())
+
+    train_mod.set_encoder_trainable(net, train_mod.trainable_layers(cfg, 10))
+    trainable = [all(p.requires_grad for p in layer.parameters()) for layer in layers]
+    assert trainable == [False] * 14 + [True] * 3
+    bn_training = [all(m.training for m in layer.modules() if isinstance(m, torch.nn.BatchNorm2d)) for layer in layers]
+    assert bn_training == trainable
+
+    cfg.unfreeze_layers = 0  # 0 = the whole encoder
+    train_mod.set_encoder_trainable(net, train_mod.trainable_layers(cfg, 10))
+    assert all(p.requires_grad for p in net.encoder.parameters())
+
+    groups = train_mod.param_groups(net, cfg)
+    assert [g["lr_mult"] for g in groups[:4]] == [1.0, 0.1, 0.05, 0.025]  # decoder, then the encoder from the top
+    assert groups[1]["params"][0] is next(iter(layers[-1].parameters()))
+    assert sum(len(g["params"]) for g in groups) == len(list(net.parameters()))
+
+
+def test_aux_loss_on_the_annealed_mean_adds_a_gradient_towards_the_truth():
+    g = torch.Generator().manual_seed(0)
+    net = create_model("mobile", width=0.125).train()
+    L = torch.rand(2, 1, 32, 32, generator=g) * 100
+    ab = torch.randn(2, 2, 8, 8, generator=g) * 30
+    w = torch.ones(NUM_BINS)
+    base = train_mod.forward_loss(net, L, ab, w, bins_tensor(), None)
+    with_aux = train_mod.forward_loss(net, L, ab, w, bins_tensor(), None, aux_weight=0.5)
+    assert with_aux > base
+    # the extra term is exactly λ × the Huber loss of the decoded colour
+    from colorize_rt.core.constants import AB_NORM, DEFAULT_T
+    from colorize_rt.models.decode import annealed_mean_torch
+    from colorize_rt.training.loss import l2_loss
+
+    out = net((L - 50) / 100)
+    extra = l2_loss(annealed_mean_torch(out.float(), DEFAULT_T, bins_tensor()) / AB_NORM, ab)
+    assert torch.isclose(with_aux - base, 0.5 * extra, rtol=1e-4)
+
+
+@needs(TRAIN_DIR)
+def test_scale_jitter_changes_the_crop_scale_deterministically():
+    from colorize_rt.training.data import ColorizationDataset
+
+    plain = ColorizationDataset(TRAIN_DIR, 64, seed=0, limit=4)
+    jitter = ColorizationDataset(TRAIN_DIR, 64, seed=0, limit=4, scale_jitter=1.0)
+    a, b = jitter[0], jitter[0]
+    assert torch.equal(a[0], b[0])  # same (seed, epoch, index) -> same sample
+    assert a[0].shape == plain[0][0].shape == (1, 64, 64)
+    assert not torch.equal(a[0], plain[0][0])
+
+
+def test_rng_state_round_trips_through_a_checkpoint(tmp_path):
+    import random
+
+    np.random.seed(3)
+    random.seed(3)
+    torch.manual_seed(3)
+    saved = train_mod._rng_state()
+    expected = (np.random.rand(3), random.random(), torch.rand(3))
+    np.random.seed(99)
+    random.seed(99)
+    torch.manual_seed(99)
+    torch.save(saved, tmp_path / "rng.pt")
+    train_mod._restore_rng(torch.load(tmp_path / "rng.pt", weights_only=True))
+    got = (np.random.rand(3), random.random(), torch.rand(3))
+    np.testing.assert_array_equal(got[0], expected[0])
+    assert got[1] == expected[1]
+    assert torch.equal(got[2], expected[2])
+
+
+def test_cpu_budget_stops_the_run(tmp_path):
+    result = train_mod.train(_cfg(max_steps=10_000, max_cpu_minutes=0.02), tmp_path, progress=False)
+    assert result["stop"] == "max_cpu_minutes"
+    assert 0 < result["step"] < 10_000
+    assert load_checkpoint(tmp_path / "last.pt")["step"] == result["step"]
+
+
+def test_ema_warms_up_then_keeps_its_decay():
+    assert train_mod.ema_decay_at(0.999, 0) == pytest.approx(0.1)
+    assert train_mod.ema_decay_at(0.999, 90) == pytest.approx(0.91)
+    assert train_mod.ema_decay_at(0.999, 100_000) == 0.999
+    decays = [train_mod.ema_decay_at(0.999, s) for s in range(0, 20_000, 50)]
+    assert decays == sorted(decays)

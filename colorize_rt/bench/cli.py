@@ -41,6 +41,9 @@ class BenchConfig:
     gemm_n: int = 2048
     e2e_images: int = 50
     tiled_sizes: tuple[int, ...] = (2000, 4000, 8000)
+    fullres_images: int = 6  # full-resolution phase (bench/fullres.py): 12 MP gray JPEGs vs the codec floor
+    fullres_size: tuple[int, int] = (4000, 3000)
+    fullres_repeats: int = 3
     tile: int = 512
     overlap: int = 64
     threads: int = 0
@@ -60,6 +63,7 @@ def quick_config() -> BenchConfig:
         gemm_n=512,
         e2e_images=8,
         tiled_sizes=(256, 512),
+        fullres_images=0,  # the full-resolution phase needs ~1 min of its own: `python -m benchmarks.fullres`
         tile=128,
         overlap=16,
     )
@@ -107,6 +111,7 @@ def run(cfg: BenchConfig, out_dir: Path | None, cache: Path | None = None, comma
     peaks = best_of(peaks, measure_peaks(cfg.gemm_n, threads=cfg.threads))
     rescale_fractions(cases, peaks)
 
+    fullres = _fullres_phase(cfg, deadline)
     e2e_model = _e2e_model(models)
     e2e: dict = {"status": "skipped", "reason": "no ONNX model"}
     tiled: dict = {"status": "skipped", "reason": "no ONNX model"}
@@ -157,12 +162,28 @@ def run(cfg: BenchConfig, out_dir: Path | None, cache: Path | None = None, comma
         "cases": cases,
         "end_to_end": e2e,
         "tiled": tiled,
+        "full_resolution": fullres,
         "headline": headline(cases, size=min(cfg.sizes), batch=min(cfg.batches)),
         "elapsed_s": time.monotonic() - t_start,
     }
     paths = write_reports(record, out_dir)
     _log(f"[bench] done in {record['elapsed_s']:.0f} s: " + ", ".join(str(p) for p in paths.values()))
     return record, paths
+
+
+def _fullres_phase(cfg: BenchConfig, deadline: float) -> dict:
+    """12 MP end to end against the codec floor, folder MP/s, start-up, stages (bench/fullres.py)."""
+    if not cfg.fullres_images:
+        return {"status": "skipped", "reason": "fullres_images = 0"}
+    if deadline - time.monotonic() < 120:
+        return {"status": "skipped", "reason": "time budget"}
+    _log(f"[bench] full resolution: {cfg.fullres_images} x {cfg.fullres_size[0]}x{cfg.fullres_size[1]} gray JPEGs")
+    try:
+        from .fullres import measure_fullres
+
+        return measure_fullres(cfg.fullres_images, cfg.fullres_size, cfg.fullres_repeats, log=_log)
+    except Exception as exc:  # noqa: BLE001 - recorded; the other phases stand
+        return {"status": "error", "error": f"{type(exc).__name__}: {exc}"}
 
 
 def _e2e_model(models) -> str | None:
@@ -218,7 +239,7 @@ def _ints(text: str, what: str, multiple: int = 1) -> tuple[int, ...]:
 @click.option(
     "--cache",
     type=click.Path(file_okay=False),
-    help="Where exported bench models are cached (default ~/.cache/colorize-rt-bench or $COLORIZE_BENCH_CACHE).",
+    help="Where exported bench models are cached (default ~/.cache/colorize-rt/bench or $COLORIZE_BENCH_CACHE).",
 )
 def cli(quick, out, models, sizes, batches, backends, budget_min, threads, photos, e2e_images, tiled_sizes, cache):
     """Latency, throughput and memory of PyTorch, ONNX Runtime (fp32/INT8), OpenCV dnn and, where present,

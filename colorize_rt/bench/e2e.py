@@ -1,11 +1,11 @@
 """End to end, through the runtime exactly as ``colorize-rt`` runs it.
 
-Folder (fit mode): the CLI's own pipeline (``expand_inputs`` -> ``plan_outputs`` -> ``Engine`` ->
+Folder (fit mode): the CLI's own pipeline (``expand_inputs`` -> ``plan_outputs`` -> ``Colorizer`` ->
 ``run_batch``, decode / network / encode overlapped) on a folder of real photos; images/s over the batch
 and the fraction of that wall time the model is busy (union of the runner's ``infer`` intervals).
 
 Tiled: one fresh process per image size (``python -m colorize_rt.bench.e2e --tiled-child ...``), so its
-peak RSS is that size's own high-water mark; time covers ``Engine.colorize(mode="tiled")`` only.
+peak RSS is that size's own high-water mark; time covers ``Colorizer.colorize(mode="tiled")`` only.
 """
 
 from __future__ import annotations
@@ -80,8 +80,8 @@ def folder_throughput(
 
 
 def _folder_child(photos: str, model: str, n_images: int, backend: str, threads: int, size: int) -> dict:
-    from ..evaluation import list_images
-    from ..runtime.api import Engine
+    from ..core.files import list_images
+    from ..runtime.api import Colorizer
     from ..runtime.batch import Options, expand_inputs, plan_outputs, run_batch
 
     files = list_images(photos, limit=n_images)
@@ -96,7 +96,7 @@ def _folder_child(photos: str, model: str, n_images: int, backend: str, threads:
         jobs = plan_outputs(found, str(Path(tmp) / "out"), None, many=True)
         with PeakRss() as mem:
             t0 = time.perf_counter()
-            engine = Engine(model, backend, threads=threads, max_side=size, warn=lambda m: None)
+            engine = Colorizer(model, backend, threads=threads, max_side=size, warn=lambda m: None)
             startup = time.perf_counter() - t0
             clock = BusyClock(engine.runner)
             with engine:
@@ -128,11 +128,11 @@ def _folder_child(photos: str, model: str, n_images: int, backend: str, threads:
 def _tiled_child(size: int, model: str, tile: int, overlap: int, backend: str, threads: int, photo: str | None) -> dict:
     import cv2
 
-    from ..runtime.api import Engine
+    from ..runtime.api import Colorizer
     from ..runtime.images import DecodedImage
     from .memory import current_rss_mb
 
-    engine = Engine(model, backend, threads=threads, max_side=tile, warn=lambda m: None)
+    engine = Colorizer(model, backend, threads=threads, max_side=tile, warn=lambda m: None)
     if photo:
         rgb = cv2.cvtColor(cv2.imread(photo, cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
         rgb = cv2.resize(rgb, (size, size), interpolation=cv2.INTER_CUBIC)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
-from .models import cache_dir
+from ..core.paths import cache_dir
 
 
 def gpu_memory_gib() -> float:
@@ -26,14 +26,23 @@ def gpu_memory_gib() -> float:
     return float(out.strip().splitlines()[0]) / 1024
 
 
-def build_engine(onnx_path: Path, precision: str) -> Path:
+def cached_engine(onnx_path: Path, precision: str) -> Path:
+    """The engine for (ONNX, precision, TensorRT version), built once with the export package's builder.
+
+    Args:
+        onnx_path: the fp32 ONNX (``fp16``) or the INT8 Q/DQ ONNX (``int8``).
+        precision: ``fp16`` or ``int8``.
+
+    Returns:
+        The engine path (its sidecar next to it).
+    """
     from ..core.hashing import file_sha256
     from ..export.tensorrt_engine import build_engine as trt_build
-    from ..export.tensorrt_engine import card_profile
+    from ..export.tensorrt_engine import card_profile, require_tensorrt
 
-    folder = cache_dir() / "engines"
+    folder = cache_dir("bench", "COLORIZE_BENCH_CACHE") / "engines"
     folder.mkdir(parents=True, exist_ok=True)
-    key = f"{file_sha256(onnx_path)[:16]}-{precision}"
+    key = f"{file_sha256(onnx_path)[:16]}-{precision}-trt{require_tensorrt().__version__}"
     engine = folder / f"{key}.engine"
     if engine.is_file():
         return engine

@@ -14,7 +14,8 @@ import cv2
 import numpy as np
 
 from ..core.color import rgb_to_l
-from ..evaluation import list_images
+from ..core.constants import DEFAULT_T
+from ..core.files import list_images
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -71,7 +72,7 @@ def photo_l_maps(size: int, count: int = 8, photo_dir: str | None = None) -> tup
     return np.stack(maps).astype(np.float32), source
 
 
-def make_feed(size: int, batch: int, photo_dir: str | None = None, temperature: float = 0.38) -> dict[str, np.ndarray]:
+def make_feed(size: int, batch: int, photo_dir: str | None = None, temperature: float = DEFAULT_T) -> dict[str, np.ndarray]:
     """The feed every backend gets for one case: a batch cycling through the photos."""
     maps, _ = photo_l_maps(size, photo_dir=photo_dir)
     idx = np.arange(batch) % len(maps)

@@ -9,6 +9,8 @@ import subprocess
 from importlib import metadata
 from pathlib import Path
 
+from ..core.cpu import cpu_flags, cpu_model
+
 INTERESTING_FLAGS = (
     "sse4_2",
     "avx",
@@ -42,30 +44,6 @@ PACKAGES = (
     "psutil",
     "colorize-rt",
 )
-
-
-def _cpuinfo() -> dict[str, str]:
-    info: dict[str, str] = {}
-    try:
-        text = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return info
-    for line in text.splitlines():
-        if ":" in line:
-            key, _, value = line.partition(":")
-            info.setdefault(key.strip(), value.strip())
-    return info
-
-
-def cpu_model() -> str:
-    info = _cpuinfo()
-    return info.get("model name") or info.get("Model") or platform.processor() or platform.machine()
-
-
-def cpu_flags() -> list[str]:
-    info = _cpuinfo()
-    flags = (info.get("flags") or info.get("Features") or "").split()
-    return sorted(flags)
 
 
 def cpu_count() -> int:
@@ -142,6 +120,6 @@ def machine_info() -> dict:
         "os": platform.platform(),
         "gpus": gpu_names,
         "cpu_flags": [f for f in INTERESTING_FLAGS if f in flags],
-        "cpu_flags_all": flags,
+        "cpu_flags_all": sorted(flags),
         "versions": versions(),
     }

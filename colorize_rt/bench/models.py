@@ -1,7 +1,7 @@
 """The models under test: the shipped ``default`` (+ its INT8 twin) and randomly initialised ``mobile`` /
 ``papernet`` exported to ONNX (speed does not depend on the weights' values), with INT8 Q/DQ copies.
 
-Exports are cached under ``~/.cache/colorize-rt-bench`` (``$COLORIZE_BENCH_CACHE``), keyed by the
+Exports are cached under ``~/.cache/colorize-rt/bench`` (``$COLORIZE_BENCH_CACHE``), keyed by the
 variant, the seed and a hash of the model/export/calibration sources, so a code change rebuilds them.
 """
 
@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,16 +17,12 @@ import numpy as np
 
 from ..core.atomic import atomic_write_text
 from ..core.lazy import require
+from ..core.paths import cache_dir
 
 MODELS = ("default", "mobile", "papernet")
 PKG = Path(__file__).resolve().parents[1]
 SEED = 0
 CALIB_IMAGES = 8
-
-
-def cache_dir() -> Path:
-    env = os.environ.get("COLORIZE_BENCH_CACHE")
-    return Path(env) if env else Path.home() / ".cache" / "colorize-rt-bench"
 
 
 @dataclass
@@ -87,16 +82,16 @@ def _count_macs(net) -> int:
     return int(count_macs(net, 256, 256))
 
 
-def quantize_int8(fp32: Path, out: Path, photo_dir: str | None = None) -> str:
+def bench_int8_model(fp32: Path, out: Path, photo_dir: str | None = None) -> str:
     """INT8 Q/DQ copy of ``fp32`` with the project's recipe (``colorize_rt.calibration``), calibrated on a
     few photos; returns how it was made (shown in the report). No accuracy gate: the weights are random."""
     import tempfile
 
     import cv2
 
-    from ..calibration.quantize import quantize_int8 as project_quantize
+    from ..calibration.quantize import quantize_int8
     from ..core.atomic import atomic_path
-    from ..evaluation import list_images
+    from ..core.files import list_images
     from .inputs import sample_rgbs
 
     with tempfile.TemporaryDirectory(prefix="colorize-bench-calib.") as tmp:
@@ -107,7 +102,7 @@ def quantize_int8(fp32: Path, out: Path, photo_dir: str | None = None) -> str:
                 cv2.imwrite(str(Path(tmp) / f"calib_{i}.png"), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
             files = list_images(tmp)
         with atomic_path(out) as tmp_out:
-            project_quantize(fp32, tmp_out, files, method="minmax", cache_dir=out.parent / "calibration-cache")
+            quantize_int8(fp32, tmp_out, files, method="minmax", cache_dir=out.parent / "calibration-cache")
     return (
         f"colorize_rt.calibration.quantize_int8 (symmetric Q/DQ, per-channel weights), MinMax over "
         f"{len(files)} "
@@ -122,14 +117,14 @@ def build_random_model(name: str, photo_dir: str | None = None, seed: int = SEED
 
     args = model_info(name)
     key = f"{name}-s{seed}-{_source_hash()}"
-    folder = (cache or cache_dir()) / key
+    folder = (cache or cache_dir("bench", "COLORIZE_BENCH_CACHE")) / key
     fp32, int8, info = folder / f"{name}.onnx", folder / f"{name}-int8.onnx", folder / "info.json"
     net = _seeded_net(name, args, seed)
     if info.is_file() and fp32.is_file() and int8.is_file():
         meta = json.loads(info.read_text())
     else:
         export_onnx(net, fp32, {"bench": "random weights (speed only)"})
-        how = quantize_int8(fp32, int8, photo_dir)
+        how = bench_int8_model(fp32, int8, photo_dir)
         meta = {"macs_256": _count_macs(net), "int8_method": how}
         atomic_write_text(info, json.dumps(meta))
     return BenchModel(
@@ -147,7 +142,7 @@ def build_random_model(name: str, photo_dir: str | None = None, seed: int = SEED
 
 def load_default_model() -> BenchModel:
     """The shipped model; raises ModelError ("no model yet ...") when it is not in this install."""
-    from ..runtime.models import model_metadata, resolve_model
+    from ..runtime.shipped_models import model_metadata, resolve_model
 
     fp32 = resolve_model("default")
     try:

@@ -33,13 +33,9 @@ def numpy_fp32_gflops(n: int = 2048, repeats: int = 5, seed: int = 0) -> float:
 
 
 def _ort_session(model_bytes: bytes, threads: int):
-    import onnxruntime as ort
+    from ..runtime.session import ort_session
 
-    opts = ort.SessionOptions()
-    if threads:
-        opts.intra_op_num_threads = threads
-    opts.log_severity_level = 3
-    return ort.InferenceSession(model_bytes, opts, providers=["CPUExecutionProvider"])
+    return ort_session(model_bytes, threads=threads)
 
 
 def _matmul_model(n: int, integer: bool, seed: int) -> bytes:

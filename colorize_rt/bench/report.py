@@ -169,6 +169,10 @@ def markdown(record: dict) -> str:
             )
     lines += _ratios_md(record.get("cases", []))
     lines += _e2e_md(record.get("end_to_end")) + _tiled_md(record.get("tiled"))
+    if "full_resolution" in record:
+        from .fullres import fullres_markdown
+
+        lines += fullres_markdown(record["full_resolution"])
     return "\n".join(lines) + "\n"
 
 

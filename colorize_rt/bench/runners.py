@@ -13,12 +13,13 @@ from pathlib import Path
 
 import numpy as np
 
-from ..core.lazy import require
+from ..core.constants import DEFAULT_T
+from ..core.lazy import GPU_INSTALL, require
 from ..runtime.runners import OrtRunner, Runner
 
 
 class TorchRunner(Runner):
-    """PyTorch eager (what a training-side user runs): ``Colorizer(net)`` under ``inference_mode``;
+    """PyTorch eager (what a training-side user runs): ``ColorizationGraph(net)`` under ``inference_mode``;
     ``bf16`` uses CPU autocast (convolutions in bfloat16, decode in fp32)."""
 
     def __init__(self, make_net: Callable[[], object], precision: str = "fp32", threads: int = 0):
@@ -33,11 +34,11 @@ class TorchRunner(Runner):
 
     def activate_impl(self) -> None:
         torch = require("torch")
-        from ..models.decode import Colorizer
+        from ..models.decode import ColorizationGraph
 
         if self.threads:
             torch.set_num_threads(self.threads)
-        self.graph = Colorizer(self.make_net()).eval()
+        self.graph = ColorizationGraph(self.make_net()).eval()
 
     def deactivate_impl(self) -> None:
         self.graph = None
@@ -45,7 +46,7 @@ class TorchRunner(Runner):
     def infer_impl(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         torch = require("torch")
         L = torch.from_numpy(np.ascontiguousarray(feed["L"], dtype=np.float32))
-        t = float(feed.get("temperature", 0.38))
+        t = float(feed.get("temperature", DEFAULT_T))
         with (
             torch.inference_mode(),
             torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.precision == "bf16"),
@@ -77,6 +78,8 @@ class OpenCVRunner(Runner):
 
     def infer_impl(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         self.net.setInput(np.ascontiguousarray(feed["L"], dtype=np.float32), "L")
+        t = feed.get("temperature", DEFAULT_T)  # a real graph input: OpenCV dnn sets it like L
+        self.net.setInput(np.asarray(t, dtype=np.float32).reshape(1), "temperature")
         return {"ab": np.asarray(self.net.forward())}
 
 
@@ -171,15 +174,15 @@ def _native_trt_backend(name: str, fp32: Path, int8: Path | None, available: boo
     """Native TensorRT: an engine built from the ONNX with the export package's builder."""
     prec = name.split("-")[1]
     if not available:
-        return Backend(name, None, prec, "gpu", unavailable="TensorRT not installed (pip install 'colorize-rt[gpu]')")
+        return Backend(name, None, prec, "gpu", unavailable=f"TensorRT not installed ({GPU_INSTALL})")
     source = fp32 if prec == "fp16" else int8
     if source is None:
         return Backend(name, None, prec, "gpu", unavailable="no INT8 model")
 
     def make() -> Runner:
         from ..runtime.tensorrt_runner import TrtRunner
-        from .engines import build_engine
+        from .engines import cached_engine
 
-        return _named(TrtRunner(build_engine(source, prec)), name)
+        return _named(TrtRunner(cached_engine(source, prec)), name)
 
     return Backend(name, make, prec, "gpu")

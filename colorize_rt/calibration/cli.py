@@ -1,6 +1,9 @@
 """``colorize-calibrate model.onnx --data DIR -o model.int8.onnx``: INT8 Q/DQ model behind an accuracy gate.
 
-Exit codes: 0 written, 1 accuracy gate failed (nothing written), 2 usage error.
+The gate covers both x86 INT8 kernel paths: weights are 7-bit, so CPUs without VNNI (VPMADDUBSW) compute the
+same integers as VNNI/AMX ones (``core.int8sim``); the model carries a known-answer probe it must pass here.
+
+Exit codes: 0 written, 1 accuracy gate or a check failed (nothing written), 2 usage error.
 """
 
 from __future__ import annotations
@@ -10,7 +13,7 @@ import sys
 import click
 
 from ..core.lazy import MissingDependency
-from .quantize import DEFAULT_MAX_DROP, EVAL_EVERY, METHODS, GateFailed, calibrate
+from .quantize import CALIBRATION_METHODS, DEFAULT_MAX_DROP, EVAL_EVERY, INT8_TARGETS, KEEP_FP32, GateFailed, calibrate
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
@@ -24,7 +27,7 @@ from .quantize import DEFAULT_MAX_DROP, EVAL_EVERY, METHODS, GateFailed, calibra
     default=None,
     help=f"Held-out folder for the accuracy gate (default: every {EVAL_EVERY}th image of --data, not calibrated on).",
 )
-@click.option("--method", type=click.Choice(METHODS), default="entropy", show_default=True)
+@click.option("--method", type=click.Choice(CALIBRATION_METHODS), default="entropy", show_default=True)
 @click.option(
     "--max-drop",
     type=float,
@@ -40,8 +43,24 @@ from .quantize import DEFAULT_MAX_DROP, EVAL_EVERY, METHODS, GateFailed, calibra
     default=None,
     help="Calibration cache folder (default ~/.cache/colorize-rt/calibration).",
 )
+@click.option(
+    "--keep-fp32",
+    multiple=True,
+    metavar="PREFIX",
+    help="Node-name prefix of layers to leave in fp32 (repeatable; default: "
+    + ", ".join(KEEP_FP32)
+    + "; 'none': quantize every layer).",
+)
+@click.option(
+    "--target",
+    type=click.Choice(INT8_TARGETS),
+    default="tensorrt",
+    show_default=True,
+    help="tensorrt: symmetric INT8 activations (TensorRT and CPU); cpu: uint8 activations, more accurate on "
+    "ONNX Runtime CPU, not for TensorRT.",
+)
 @click.option("--progress/--no-progress", default=True)
-def main(model, data_dir, output, eval_dir, method, max_drop, num_images, eval_images, cache_dir, progress):
+def main(model, data_dir, output, eval_dir, method, max_drop, num_images, eval_images, cache_dir, keep_fp32, target, progress):
     """Quantize MODEL (an fp32 colorize-rt ONNX export) to INT8 with calibration on --data."""
     try:
         report = calibrate(
@@ -55,12 +74,17 @@ def main(model, data_dir, output, eval_dir, method, max_drop, num_images, eval_i
             eval_images=eval_images,
             cache_dir=cache_dir,
             progress=progress,
+            keep_fp32=None if not keep_fp32 else tuple(p for p in keep_fp32 if p != "none"),
+            target=target,
         )
     except GateFailed as exc:
         click.echo(
             f"error: {exc}; nothing written (try --method percentile/minmax, more images, or --max-drop)",
             err=True,
         )
+        sys.exit(1)
+    except RuntimeError as exc:  # not TensorRT-compatible, would saturate without VNNI, fails its probe
+        click.echo(f"error: {exc}; nothing written", err=True)
         sys.exit(1)
     except (FileNotFoundError, ValueError, MissingDependency) as exc:
         click.echo(f"error: {exc}", err=True)

@@ -22,22 +22,31 @@ import contextlib
 import hashlib
 import io
 import json
-import os
 import tempfile
 from collections import Counter
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
+from ..core import paths
 from ..core.atomic import atomic_path
+from ..core.files import list_images
 from ..core.hashing import file_sha256
-from ..evaluation import EVAL_SHORT_SIDE, evaluate, list_images, onnx_predictor
+from ..eval.gate import GateResult, accuracy_gate
+from ..eval.scoring import EVAL_SHORT_SIDE
 from ..export.graph import DECODE_PREFIX, NET_PREFIX, fp32_nodes, get_metadata, set_metadata
 from .reader import ImageCalibrationReader
 
-METHODS = ("entropy", "percentile", "minmax")
+CALIBRATION_METHODS = ("entropy", "percentile", "minmax")
 DEFAULT_MAX_DROP = 1.0
+# Layers left in fp32 by default: the stem and the first two MBConv blocks (full-resolution activations,
+# the largest INT8 error per MAC saved; 3 % of the MACs at 256x256). Measured in benchmarks/results/int8.md.
+KEEP_FP32 = ("net/encoder/_conv_stem", "net/encoder/_blocks.0/", "net/encoder/_blocks.1/")
+INT8_TARGETS = ("tensorrt", "cpu")
+QUANTIZATION = {
+    "tensorrt": "qdq-int8-symmetric per-channel 7-bit weights (reduce_range), per-tensor int8 activations",
+    "cpu": "qdq per-channel 7-bit int8 weights (reduce_range), per-tensor asymmetric uint8 activations (not for TensorRT)",
+}
 EVAL_EVERY = 5  # without --eval, every 5th image of --data is held out for the gate
 
 
@@ -47,38 +56,6 @@ class GateFailed(RuntimeError):
     def __init__(self, gate: GateResult):
         super().__init__(gate.message())
         self.gate = gate
-
-
-@dataclass
-class GateResult:
-    reference_auc: float
-    candidate_auc: float
-    max_drop: float
-    n_images: int
-    reference: str = "fp32"
-    candidate: str = "int8"
-    table: dict = field(default_factory=dict)
-
-    @property
-    def drop(self) -> float:
-        return self.reference_auc - self.candidate_auc
-
-    @property
-    def passed(self) -> bool:
-        return bool(np.isfinite(self.drop)) and self.drop <= self.max_drop
-
-    def message(self) -> str:
-        verdict = "ok" if self.passed else "FAILED"
-        return (
-            f"accuracy gate {verdict}: rebalanced AuC {self.reference} {self.reference_auc:.2f}, "
-            f"{self.candidate} {self.candidate_auc:.2f} (drop {self.drop:.2f}, allowed {self.max_drop:.2f}; "
-            f"{self.n_images} images)"
-        )
-
-
-def default_cache_dir() -> Path:
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "colorize-rt" / "calibration"
 
 
 def calibration_key(model_sha256: str, files: list[Path], method: str, short_side: int = EVAL_SHORT_SIDE) -> str:
@@ -98,9 +75,15 @@ def split_files(files: list[Path], every: int = EVAL_EVERY) -> tuple[list[Path],
     return [f for i, f in enumerate(files) if i % every != every - 1], held
 
 
-def int8_plan(model_proto) -> tuple[list[str], dict]:
-    """(nodes to exclude, TensorQuantOverrides) for a colorize-rt graph, from its node names."""
+def int8_plan(model_proto, keep_fp32: tuple[str, ...] = ()) -> tuple[list[str], dict]:
+    """(nodes to exclude, TensorQuantOverrides) for a colorize-rt graph, from its node names.
+
+    Args:
+        model_proto: the (pre-processed) fp32 model.
+        keep_fp32: name prefixes of further network nodes to leave in fp32 (e.g. ``KEEP_FP32``).
+    """
     exclude = fp32_nodes(model_proto)
+    exclude += [n.name for n in model_proto.graph.node if keep_fp32 and n.name.startswith(keep_fp32) and n.name not in exclude]
     producer = {o: n for n in model_proto.graph.node for o in n.output}
     for node in model_proto.graph.node:
         if node.name.startswith(DECODE_PREFIX):
@@ -123,19 +106,29 @@ def quantize_int8(
     method: str = "entropy",
     cache_dir: str | Path | None = None,
     short_side: int = EVAL_SHORT_SIDE,
+    *,
+    reduce_range: bool = True,
+    keep_fp32: tuple[str, ...] = (),
+    target: str = "tensorrt",
 ) -> dict:
     """Calibrate on ``calib_files`` and write the Q/DQ model to ``out_path`` (no gate, not atomic:
-    callers write to a temp path). Returns {cache_path, cache_hit, key}."""
+    callers write to a temp path). ``reduce_range``: 7-bit weights (|q| <= 64), which x86 CPUs without VNNI
+    compute exactly (see ``core.int8sim``). ``target``: ``"tensorrt"`` (symmetric INT8 activations, zero point 0,
+    what TensorRT takes) or ``"cpu"`` (asymmetric UINT8 activations: all 8 bits for the non-negative ReLU6
+    outputs, ~40 % less error on ONNX Runtime CPU; not for TensorRT). Returns {cache_path, cache_hit, key,
+    excluded}."""
+    if target not in INT8_TARGETS:
+        raise ValueError(f"target must be one of {', '.join(INT8_TARGETS)}; got {target!r}")
     import onnx
     import onnxruntime as ort
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
-    if method not in METHODS:
-        raise ValueError(f"method must be one of {', '.join(METHODS)}; got {method!r}")
+    if method not in CALIBRATION_METHODS:
+        raise ValueError(f"method must be one of {', '.join(CALIBRATION_METHODS)}; got {method!r}")
     fp32_path = Path(fp32_path)
     key = calibration_key(file_sha256(fp32_path), calib_files, method, short_side)
-    cache_dir = Path(cache_dir) if cache_dir else default_cache_dir()
+    cache_dir = Path(cache_dir) if cache_dir else paths.cache_dir("calibration")
     cache_dir.mkdir(parents=True, exist_ok=True)
     cache_path = cache_dir / f"{key}.json"
     cache_hit = cache_path.is_file()
@@ -153,19 +146,20 @@ def quantize_int8(
         ):
             pre = Path(tmp) / "pre.onnx"
             quant_pre_process(str(fp32_path), str(pre))
-            exclude, overrides = int8_plan(onnx.load(str(pre)))
+            exclude, overrides = int8_plan(onnx.load(str(pre)), keep_fp32)
             quantize_static(
                 str(pre),
                 str(out_path),
                 None if cache_hit else ImageCalibrationReader(calib_files, short_side),
                 quant_format=QuantFormat.QDQ,
                 per_channel=True,
-                activation_type=QuantType.QInt8,
+                reduce_range=reduce_range,
+                activation_type=QuantType.QInt8 if target == "tensorrt" else QuantType.QUInt8,
                 weight_type=QuantType.QInt8,
                 nodes_to_exclude=exclude,
                 calibrate_method=calib_method,
                 extra_options={
-                    "ActivationSymmetric": True,
+                    "ActivationSymmetric": target == "tensorrt",
                     "WeightSymmetric": True,
                     "QuantizeBias": False,
                     "TensorQuantOverrides": overrides,
@@ -179,88 +173,112 @@ def quantize_int8(
     return {"cache_path": str(cache_path), "cache_hit": cache_hit, "key": key, "excluded": exclude}
 
 
-def check_qdq(model_proto) -> list[str]:
-    """Problems that would stop TensorRT compiling the Q/DQ model as INT8 (empty when fine)."""
+def _zero_point_problems(n, inits: dict) -> list[str]:
+    """TensorRT needs a constant INT8 zero point of 0 on every Q/DQ node."""
     from onnx import TensorProto, numpy_helper
 
+    if len(n.input) <= 2 or not n.input[2]:
+        return []
+    zp = inits.get(n.input[2])
+    if zp is None:
+        return [f"{n.name}: zero point is not a constant"]
+    problems = []
+    if zp.data_type != TensorProto.INT8:
+        problems.append(f"{n.name}: zero point type {zp.data_type} is not INT8")
+    if np.any(numpy_helper.to_array(zp) != 0):
+        problems.append(f"{n.name}: zero point is not 0 (TensorRT needs symmetric quantization)")
+    return problems
+
+
+def _weight_dq_problems(n, inits: dict, consumers: dict) -> list[str]:
+    """Weight dequantization TensorRT takes: no INT32 (bias), Conv per-channel on axis 0, ConvTranspose per tensor."""
+    from onnx import TensorProto
+
+    if n.op_type != "DequantizeLinear" or n.input[0] not in inits:
+        return []
+    problems = []
+    if inits[n.input[0]].data_type == TensorProto.INT32:
+        problems.append(f"{n.name}: INT32 (bias) dequantization is not supported by TensorRT")
+    axis = next((a.i for a in n.attribute if a.name == "axis"), 1)
+    if not (len(inits[n.input[1]].dims) > 0 and int(np.prod(inits[n.input[1]].dims)) > 1):
+        return problems  # per tensor: fine for every consumer
+    for c in consumers.get(n.output[0], []):
+        if c.op_type == "Conv" and axis != 0:
+            problems.append(f"{n.name}: Conv weight quantized on axis {axis}, TensorRT needs 0")
+        if c.op_type == "ConvTranspose":
+            problems.append(f"{n.name}: ConvTranspose weights must be per-tensor for TensorRT")
+    return problems
+
+
+def _checked_probe(fp32_path: Path, candidate: Path) -> dict[str, str]:
+    """The probe metadata (reference: the fp32 model), after checking the candidate passes it here."""
+    from ..export.probe import probe_metadata
+    from ..runtime.runners import OrtRunner
+    from ..runtime.selfcheck import PROBE_KEY, run_probe
+
+    meta = probe_metadata(fp32_path)
+    with OrtRunner(candidate) as runner:
+        stats, ok = run_probe(runner, meta[PROBE_KEY], "int8")
+    if not ok:
+        raise RuntimeError(
+            f"INT8 model fails its known-answer probe on this CPU: mean |Δab| {stats['mean']:.2f}, p99 {stats['p99']:.2f}"
+        )
+    return meta
+
+
+def check_qdq(model_proto) -> list[str]:
+    """Problems that would stop TensorRT compiling the Q/DQ model as INT8 (empty when fine)."""
     inits = {i.name: i for i in model_proto.graph.initializer}
     consumers: dict[str, list] = {}
     for n in model_proto.graph.node:
         for x in n.input:
             consumers.setdefault(x, []).append(n)
+    qdq = [n for n in model_proto.graph.node if n.op_type in ("QuantizeLinear", "DequantizeLinear")]
     problems = []
-    n_qdq = 0
-    for n in model_proto.graph.node:
-        if n.op_type not in ("QuantizeLinear", "DequantizeLinear"):
-            continue
-        n_qdq += 1
-        if len(n.input) > 2 and n.input[2]:
-            zp = inits.get(n.input[2])
-            if zp is None:
-                problems.append(f"{n.name}: zero point is not a constant")
-                continue
-            if zp.data_type != TensorProto.INT8:
-                problems.append(f"{n.name}: zero point type {zp.data_type} is not INT8")
-            if np.any(numpy_helper.to_array(zp) != 0):
-                problems.append(f"{n.name}: zero point is not 0 (TensorRT needs symmetric quantization)")
-        if n.op_type == "DequantizeLinear" and n.input[0] in inits:
-            axis = next((a.i for a in n.attribute if a.name == "axis"), 1)
-            per_channel = len(inits[n.input[1]].dims) > 0 and int(np.prod(inits[n.input[1]].dims)) > 1
-            src = inits[n.input[0]]
-            if src.data_type == TensorProto.INT32:
-                problems.append(f"{n.name}: INT32 (bias) dequantization is not supported by TensorRT")
-            for c in consumers.get(n.output[0], []):
-                if per_channel and c.op_type == "Conv" and axis != 0:
-                    problems.append(f"{n.name}: Conv weight quantized on axis {axis}, TensorRT needs 0")
-                if per_channel and c.op_type == "ConvTranspose":
-                    problems.append(f"{n.name}: ConvTranspose weights must be per-tensor for TensorRT")
-    for n in model_proto.graph.node:
-        if n.name.startswith(DECODE_PREFIX) and n.op_type in ("QuantizeLinear", "DequantizeLinear"):
+    for n in qdq:
+        problems += _zero_point_problems(n, inits)
+        problems += _weight_dq_problems(n, inits, consumers)
+        if n.name.startswith(DECODE_PREFIX):
             problems.append(f"{n.name}: the decode head must not be quantized")
-    if n_qdq == 0:
+    if not qdq:
         problems.append("no QuantizeLinear/DequantizeLinear nodes: the model is not quantized")
     return problems
+
+
+def saturation_risks(model_proto) -> list[str]:
+    """INT8 weights that x86 CPUs without VNNI would not compute exactly (empty when both paths agree).
+
+    ONNX Runtime's u8s8 kernels on AVX2 (no VNNI) add uint8 x int8 products in int16 pairs with saturation
+    (VPMADDUBSW, modelled in ``core.int8sim``); with |w| <= 64 (7-bit, ``reduce_range``) no pair can saturate,
+    so the AVX2 path computes the same integers as VNNI and the accuracy gate measured here holds for both.
+    """
+    from onnx import TensorProto, numpy_helper
+
+    from ..core.int8sim import saturation_free, worst_pair_sum
+
+    inits = {i.name: i for i in model_proto.graph.initializer}
+    risks = []
+    for n in model_proto.graph.node:
+        w = inits.get(n.input[0]) if n.op_type == "DequantizeLinear" else None
+        if w is None or w.data_type != TensorProto.INT8:
+            continue
+        q = numpy_helper.to_array(w)
+        if not saturation_free(q):
+            risks.append(f"{n.input[0]} (pair sums up to {worst_pair_sum(q)} > 32767)")
+    return risks
 
 
 def integer_kernel_ops(path: str | Path) -> Counter:
     """Op types of the graph ONNX Runtime CPU actually runs (after its optimiser); an INT8 model should
     show ``QLinearConv``."""
     import onnx
-    import onnxruntime as ort
+
+    from ..runtime.session import ort_session
 
     with tempfile.TemporaryDirectory(prefix="colorize-ortopt.") as tmp:
-        so = ort.SessionOptions()
-        so.log_severity_level = 3
-        so.optimized_model_filepath = str(Path(tmp) / "opt.onnx")
-        ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
-        return Counter(n.op_type for n in onnx.load(so.optimized_model_filepath).graph.node)
-
-
-def accuracy_gate(
-    reference: str | Path,
-    candidate: str | Path,
-    eval_files: list[Path],
-    max_drop: float,
-    *,
-    names: tuple[str, str] = ("fp32", "int8"),
-    progress: bool = False,
-) -> GateResult:
-    """Score both models with the paper's metric (``evaluation.evaluate``) on ``eval_files``."""
-    res = evaluate(
-        eval_files,
-        {names[0]: onnx_predictor(reference), names[1]: onnx_predictor(candidate)},
-        progress=progress,
-    )
-    m = res["methods"]
-    return GateResult(
-        reference_auc=m[names[0]]["auc_rebal"],
-        candidate_auc=m[names[1]]["auc_rebal"],
-        max_drop=max_drop,
-        n_images=m[names[0]]["n_images"],
-        reference=names[0],
-        candidate=names[1],
-        table=res,
-    )
+        optimized = Path(tmp) / "opt.onnx"
+        ort_session(path, optimized_path=optimized)
+        return Counter(n.op_type for n in onnx.load(optimized).graph.node)
 
 
 def calibrate(
@@ -275,9 +293,17 @@ def calibrate(
     eval_images: int | None = 200,
     cache_dir: str | Path | None = None,
     progress: bool = False,
+    keep_fp32: tuple[str, ...] | None = None,
+    target: str = "tensorrt",
 ) -> dict:
     """fp32 ONNX -> INT8 Q/DQ ONNX at ``out_path``, written only if the accuracy gate passes
-    (raises GateFailed otherwise). Returns a report dict."""
+    (raises GateFailed otherwise). Returns a report dict.
+
+    Weights are 7-bit (``reduce_range``), so x86 CPUs with and without VNNI compute the same integers and the
+    gate covers both kernel paths; a model that could saturate on the AVX2 path is refused. The written model
+    carries the known-answer probe (reference: ``fp32_path``), and its own probe check must pass.
+    ``keep_fp32``: name prefixes of layers left in fp32 (default ``KEEP_FP32``); ``target``: see ``quantize_int8``
+    (only ``"tensorrt"`` models are checked for TensorRT compatibility)."""
     import onnx
 
     fp32_path, out_path = Path(fp32_path), Path(out_path)
@@ -299,18 +325,26 @@ def calibrate(
         raise ValueError("no held-out images for the accuracy gate (pass --eval DIR)")
     with tempfile.TemporaryDirectory(prefix="colorize-int8.") as tmp:
         cand = Path(tmp) / "model.int8.onnx"
-        info = quantize_int8(fp32_path, cand, calib_files, method, cache_dir)
+        keep = KEEP_FP32 if keep_fp32 is None else tuple(keep_fp32)
+        info = quantize_int8(fp32_path, cand, calib_files, method, cache_dir, keep_fp32=keep, target=target)
         proto = onnx.load(str(cand))
-        problems = check_qdq(proto)
+        problems = check_qdq(proto) if target == "tensorrt" else []
         if problems:
             raise RuntimeError("quantized model is not TensorRT-compatible: " + "; ".join(problems[:3]))
+        risks = saturation_risks(proto)
+        if risks:
+            raise RuntimeError("INT8 weights would saturate on x86 CPUs without VNNI: " + "; ".join(risks[:3]))
+        probe = _checked_probe(fp32_path, cand)
         ops = integer_kernel_ops(cand)
         gate = accuracy_gate(fp32_path, cand, eval_files, max_drop, progress=progress)
         if not gate.passed:
             raise GateFailed(gate)
         meta.update(
             precision="int8",
-            quantization="qdq-int8-symmetric per-channel weights, per-tensor activations",
+            quantization=QUANTIZATION[target],
+            int8_target=target,
+            int8_kernel_paths="vnni and avx2 compute identical integers (|w| <= 64: VPMADDUBSW cannot saturate)",
+            fp32_layers=",".join(keep) or "none",
             calibration_method=method,
             calibration_images=str(len(calib_files)),
             calibration_key=info["key"],
@@ -318,6 +352,7 @@ def calibrate(
             auc_rebal_fp32=f"{gate.reference_auc:.3f}",
             auc_rebal_int8=f"{gate.candidate_auc:.3f}",
             gate_images=str(gate.n_images),
+            **probe,
         )
         set_metadata(proto, meta)
         with atomic_path(out_path) as tmp_out:

@@ -1,6 +1,6 @@
 """Calibration data: a fixed list of images fed with exactly the runtime's preprocessing.
 
-Each image is read, resized so its shorter side is 256 (``evaluation.iter_lab_images``, the same
+Each image is read, resized so its shorter side is 256 (``eval.scoring.iter_lab_images``, the same
 path the evaluation and the runtime's ``fit`` mode use), converted to L* (``core.color``) and
 edge-padded to a multiple of 8 as ``runtime.runners.predict_ab`` does; one image per batch (N = 1).
 """
@@ -12,19 +12,22 @@ from pathlib import Path
 import numpy as np
 from onnxruntime.quantization import CalibrationDataReader
 
+from ..core.constants import DEFAULT_T
 from ..core.netinput import pad_to_multiple
-from ..evaluation import EVAL_SHORT_SIDE, iter_lab_images
+from ..eval.scoring import EVAL_SHORT_SIDE, iter_lab_images
 
 
 class ImageCalibrationReader(CalibrationDataReader):
-    """ONNX Runtime calibration reader over ``files`` (``get_next`` yields ``{"L": array}``; the
-    temperature input keeps its default). Supports ``set_range`` so calibration can run in chunks."""
+    """ONNX Runtime calibration reader over ``files``: ``get_next`` yields ``{"L": array, "temperature":
+    scalar}`` (``temperature`` is a required graph input; the default is the paper's 0.38, pass the
+    model's ``default_temperature`` if it differs). Supports ``set_range`` so calibration can run in chunks."""
 
-    def __init__(self, files: list[Path], short_side: int = EVAL_SHORT_SIDE):
+    def __init__(self, files: list[Path], short_side: int = EVAL_SHORT_SIDE, temperature: float = DEFAULT_T):
         if not files:
             raise ValueError("no calibration images")
         self.files = list(files)
         self.short_side = short_side
+        self.temperature = np.array(temperature, dtype=np.float32)
         self.set_range(0, len(self.files))
 
     def __len__(self) -> int:
@@ -41,4 +44,4 @@ class ImageCalibrationReader(CalibrationDataReader):
         if item is None:
             return None
         _, lab = item
-        return {"L": pad_to_multiple(lab[..., 0])[None, None]}
+        return {"L": pad_to_multiple(lab[..., 0])[None, None], "temperature": self.temperature}

@@ -55,7 +55,9 @@ def nearest_bins(ab: np.ndarray, k: int = 1) -> tuple[np.ndarray, np.ndarray]:
 
 
 def soft_encode(ab: np.ndarray, k: int = 5, sigma: float = SIGMA_SOFT) -> np.ndarray:
-    """ab (N, 2, H, W) -> soft targets (N, 313, H, W): k nearest bins, Gaussian weights, rows sum to 1."""
+    """ab (N, 2, H, W) -> soft targets (N, 313, H, W): k nearest bins, Gaussian weights, rows sum to 1.
+
+    Torch twin: ``soft_encode_torch`` (``colorize_rt.training.loss``)."""
     ab = np.asarray(ab, dtype=np.float32)
     if ab.ndim != 4 or ab.shape[1] != 2:
         raise ValueError(f"ab must have shape (N, 2, H, W); got {ab.shape}")

@@ -10,3 +10,4 @@ SIGMA_SOFT = 5.0  # soft-encoding Gaussian
 SIGMA_PRIOR = 5.0  # prior smoothing Gaussian
 LAMBDA_REBAL = 0.5
 NET_MULTIPLE = 8  # network input height/width must be multiples of this
+NET_MIN_SIDE = 32  # ... and at least this (the encoder downsamples 32x); narrower inputs are edge-padded

@@ -19,6 +19,7 @@ def annealed_mean(logits: np.ndarray, temperature: float = DEFAULT_T, axis: int 
 
     Logits are log-probabilities up to a constant, so softmax(logits / T) is the paper's
     re-normalised exp(log Z / T). T -> 0 gives the mode, T = 1 the mean.
+    Torch twin: ``annealed_mean_torch`` (``colorize_rt.models.decode``).
     """
     if temperature <= 0:
         raise ValueError(f"temperature must be > 0; got {temperature}")

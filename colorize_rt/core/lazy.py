@@ -5,13 +5,16 @@ from __future__ import annotations
 import importlib
 from types import ModuleType
 
+# The GPU extras, one per CUDA major (docs/gpu.md says which driver each needs).
+GPU_INSTALL = "pip install 'colorize-rt[gpu-cu12]' (CUDA 12 driver) or 'colorize-rt[gpu-cu13]' (CUDA 13 driver)"
+
 # module -> what to pip install
 _HINTS = {
     "torch": "pip install 'colorize-rt[train]' torch==2.13.0",
     "onnx": "pip install 'colorize-rt[train]'",
     "onnxconverter_common": "pip install 'colorize-rt[train]'",
-    "tensorrt": "pip install 'colorize-rt[gpu]' (TensorRT needs a machine with an NVIDIA GPU)",
-    "cuda": "pip install 'colorize-rt[gpu]' (cuda-python)",
+    "tensorrt": f"{GPU_INSTALL}; TensorRT needs a machine with an NVIDIA GPU",
+    "cuda": f"{GPU_INSTALL} for cuda-python",
     "yaml": "pip install pyyaml",
     "matplotlib": "pip install matplotlib",
     "psutil": "pip install psutil",

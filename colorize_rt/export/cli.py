@@ -14,8 +14,10 @@ import click
 
 from ..core.constants import DEFAULT_T
 from ..core.lazy import MissingDependency
+from .tensorrt_engine import CARD_PROFILES
 
 EXIT_CHECK, EXIT_USAGE, EXIT_NO_TRT = 1, 2, 3
+PRECISIONS = ("fp32", "fp16")
 FP16_MAX_DROP = 0.2
 
 
@@ -27,7 +29,7 @@ def _fail(msg: str, code: int = EXIT_USAGE):
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
 @click.argument("checkpoint", type=click.Path(dir_okay=False))
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="ONNX file to write.")
-@click.option("--precision", type=click.Choice(["fp32", "fp16"]), default="fp32", show_default=True)
+@click.option("--precision", type=click.Choice(PRECISIONS), default="fp32", show_default=True)
 @click.option(
     "--temperature",
     type=float,
@@ -96,8 +98,8 @@ def export_main(
                 cand = Path(tmp) / "model.fp16.onnx"
                 convert_fp16(fp32, cand)
                 if val_dir:
-                    from ..calibration.quantize import accuracy_gate
-                    from ..evaluation import list_images
+                    from ..core.files import list_images
+                    from ..eval.gate import accuracy_gate
 
                     gate = accuracy_gate(fp32, cand, list_images(val_dir, val_images), FP16_MAX_DROP, names=("fp32", "fp16"))
                     click.echo(gate.message())
@@ -122,7 +124,7 @@ def export_main(
 @click.option(
     "--profile",
     "profile_name",
-    type=click.Choice(["rtx3060-6gb", "rtx3060-12gb", "custom"]),
+    type=click.Choice([*CARD_PROFILES, "custom"]),
     default="rtx3060-6gb",
     show_default=True,
     help="Card to size the optimisation profiles for.",
@@ -151,7 +153,7 @@ def export_main(
     "triton_dir",
     type=click.Path(file_okay=False),
     default=None,
-    help="Also build a Triton plan (temperature baked in) into this model repository.",
+    help="Also build a Triton plan (version-compatible, one temperature per request) into this model repository.",
 )
 @click.option("--triton-name", default="colorize-trt", show_default=True)
 def engine_main(
@@ -209,22 +211,36 @@ def engine_main(
             f"{side['tensorrt_version']}, {side['gpu_name']} sm {side['compute_capability']})"
         )
         if triton_dir:
-            from .triton import write_repository
-
-            with tempfile.TemporaryDirectory(prefix="colorize-triton.") as tmp:
-                plan_file = Path(tmp) / "model.plan"
-                tside = te.build_engine(
-                    model,
-                    plan_file,
-                    card,
-                    timing_cache=timing_cache or engine.parent / "timing.cache",
-                    bake_temperature=True,
-                    profiles=["tiles"],
-                    tile=tile,
-                    log=click.echo,
-                )
-                max_n = tside["inputs"]["L"]["profiles"][0]["max"][0]
-                d = write_repository(plan_file, triton_dir, name=triton_name, max_batch_size=max_n)
+            d = _triton_plan(
+                te,
+                model,
+                card,
+                Path(timing_cache) if timing_cache else engine.parent / "timing.cache",
+                tile,
+                triton_dir,
+                triton_name,
+            )
             click.echo(f"wrote Triton model repository {d}")
     except (ValueError, RuntimeError) as exc:
         _fail(str(exc), EXIT_CHECK)
+
+
+def _triton_plan(te, model: Path, card, timing_cache: Path, tile: int, triton_dir: str, triton_name: str) -> Path:
+    """Build the Triton plan (``tiles`` profile, per-sample temperature, version-compatible) and write the repository."""
+    from .triton import write_repository
+
+    with tempfile.TemporaryDirectory(prefix="colorize-triton.") as tmp:
+        plan_file = Path(tmp) / "model.plan"
+        side = te.build_engine(
+            model,
+            plan_file,
+            card,
+            timing_cache=timing_cache,
+            version_compatible=True,
+            per_sample_temperature=True,
+            profiles=["tiles"],
+            tile=tile,
+            log=click.echo,
+        )
+        max_n = side["inputs"]["L"]["profiles"][0]["max"][0]
+        return write_repository(plan_file, triton_dir, name=triton_name, max_batch_size=max_n)

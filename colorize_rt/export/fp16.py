@@ -2,8 +2,9 @@
 
 Weights and activations of the network become fp16; inputs/outputs stay fp32 (``keep_io_types``) and
 the input normalisation and decode head (``pre/``, ``decode/`` nodes: scale by 1/T, softmax,
-expectation, resize) stay fp32 through the converter's node block list. The ``temperature`` default
-is taken out for the conversion and put back afterwards, so it stays an fp32 overridable input.
+expectation, resize) stay fp32 through the converter's node block list. ``temperature`` stays a real
+fp32 graph input (an initializer left by an older export is removed first; its value becomes the
+metadata ``default_temperature``).
 """
 
 from __future__ import annotations
@@ -13,16 +14,16 @@ from pathlib import Path
 import numpy as np
 
 from ..core.atomic import atomic_path
+from ..core.constants import DEFAULT_T
 from ..core.hashing import file_sha256
 from ..core.lazy import require
-from .graph import drop_initializer, fp32_nodes, get_metadata, set_metadata
+from .graph import TEMPERATURE_INPUT, fp32_nodes, get_metadata, set_metadata, temperature_as_input
 
 
 def convert_fp16(src: str | Path, dst: str | Path) -> Path:
     """fp32 colorize-rt ONNX ``src`` -> mixed-precision ``dst`` (written atomically; ORT CPU runs it)."""
     onnx = require("onnx")
     float16 = require("onnxconverter_common.float16")
-    from onnx import numpy_helper
 
     src, dst = Path(src), Path(dst)
     model = onnx.load(str(src))
@@ -32,16 +33,11 @@ def convert_fp16(src: str | Path, dst: str | Path) -> Path:
     block = fp32_nodes(model)
     if not any(n.startswith("decode/") for n in block):
         raise ValueError(f"{src} has no decode/ nodes: re-export it with this version of colorize-export")
-    default_t = None
-    for init in model.graph.initializer:
-        if init.name == "temperature":
-            default_t = float(numpy_helper.to_array(init))
-    drop_initializer(model, "temperature")
+    default_t = temperature_as_input(model)  # older exports kept the default as an initializer
     _unshare_initializers(model, set(block))
     model16 = float16.convert_float_to_float16(model, keep_io_types=True, node_block_list=block)
     _fp32_outputs(model16, set(block))
-    if default_t is not None:
-        model16.graph.initializer.append(numpy_helper.from_array(np.array(default_t, dtype=np.float32), name="temperature"))
+    meta.update(default_temperature=str(default_t))
     meta.update(precision="fp16", source_onnx_sha256=file_sha256(src), fp16_converter="onnxconverter_common.float16")
     set_metadata(model16, meta)
     onnx.checker.check_model(model16)
@@ -106,12 +102,11 @@ def _fp32_outputs(model, fp32: set[str]) -> None:
 
 def _check_runs(path: Path) -> None:
     """Fail before the file lands if ONNX Runtime CPU cannot load and run it."""
-    import onnxruntime as ort
+    from ..runtime.session import ort_session
 
-    so = ort.SessionOptions()
-    so.log_severity_level = 3
-    sess = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
-    out = sess.run(["ab"], {"L": np.full((1, 1, 64, 64), 50.0, np.float32)})[0]
+    sess = ort_session(path)
+    feed = {"L": np.full((1, 1, 64, 64), 50.0, np.float32), TEMPERATURE_INPUT: np.array(DEFAULT_T, np.float32)}
+    out = sess.run(["ab"], feed)[0]
     if out.dtype != np.float32 or out.shape != (1, 2, 64, 64) or not np.isfinite(out).all():
         raise RuntimeError(f"converted model produced {out.dtype} {out.shape} (finite={np.isfinite(out).all()})")
 

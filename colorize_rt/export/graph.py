@@ -13,6 +13,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
+
 PRE_PREFIX = "pre/"
 NET_PREFIX = "net/"
 DECODE_PREFIX = "decode/"
@@ -82,20 +84,6 @@ def set_metadata(model_proto, meta: dict) -> None:
         model_proto.metadata_props.add(key=str(k), value=str(v))
 
 
-def read_metadata(path: str | Path) -> dict[str, str]:
-    """Metadata props of an ONNX file without loading its weights into a session."""
-    import onnxruntime as ort
-
-    so = ort.SessionOptions()
-    so.log_severity_level = 3
-    sess = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
-    return dict(sess.get_modelmeta().custom_metadata_map)
-
-
-def has_initializer(model_proto, name: str) -> bool:
-    return any(i.name == name for i in model_proto.graph.initializer)
-
-
 def drop_initializer(model_proto, name: str) -> bool:
     """Remove initializer ``name`` (e.g. the temperature default); returns whether it was there."""
     for i, init in enumerate(model_proto.graph.initializer):
@@ -103,3 +91,131 @@ def drop_initializer(model_proto, name: str) -> bool:
             del model_proto.graph.initializer[i]
             return True
     return False
+
+
+TEMPERATURE_INPUT = "temperature"
+TEMPERATURE_DOC = (
+    "Annealed-mean temperature T, float32 scalar (shape []), a required input: feed the model's metadata "
+    "'default_temperature' (0.38, DEFAULT_T, the paper's value) unless you want another; L2 models ignore it."
+)
+
+
+def _scalar_float_input(name: str):
+    from onnx import TensorProto, helper
+
+    vi = helper.make_tensor_value_info(name, TensorProto.FLOAT, [])
+    vi.doc_string = TEMPERATURE_DOC
+    return vi
+
+
+def temperature_as_input(model_proto, default: float | None = None) -> float:
+    """Make ``temperature`` a real graph input (in place): never an initializer, so TensorRT's ONNX parser
+    and OpenCV dnn see an input instead of a constant, and ONNX Runtime can fold around it.
+
+    The initializer (older exports kept the default there) is removed; the input is declared as a
+    float32 scalar if it was not listed; the default is recorded in the metadata ``default_temperature``
+    and in the input's doc string. Other metadata is kept. Idempotent.
+
+    Args:
+        model_proto: a colorize-rt ``onnx.ModelProto``.
+        default: the default to record; None keeps the initializer's value, else the metadata's, else
+            ``DEFAULT_T``.
+
+    Returns:
+        The recorded default temperature.
+    """
+    from onnx import numpy_helper
+
+    from ..core.constants import DEFAULT_T
+
+    graph = model_proto.graph
+    init_value = None
+    for i, init in enumerate(graph.initializer):
+        if init.name == TEMPERATURE_INPUT:
+            init_value = float(numpy_helper.to_array(init).reshape(-1)[0])
+            del graph.initializer[i]
+            break
+    meta = get_metadata(model_proto)
+    if default is None:
+        default = float(meta.get("default_temperature", DEFAULT_T))
+        if init_value is not None and np.float32(init_value) != np.float32(default):
+            default = init_value  # the initializer is what the model really used
+    inputs = {i.name: i for i in graph.input}
+    if TEMPERATURE_INPUT not in inputs:
+        graph.input.append(_scalar_float_input(TEMPERATURE_INPUT))
+    else:
+        inputs[TEMPERATURE_INPUT].doc_string = TEMPERATURE_DOC
+    set_metadata(model_proto, {**meta, "default_temperature": str(float(default))})
+    return float(default)
+
+
+def per_sample_temperature(model_proto) -> None:
+    """Turn the scalar ``temperature`` input into one value per sample, shape ``[N, 1]`` (in place).
+
+    For batching servers (Triton's dynamic batcher stacks every input along N): a Reshape to
+    ``[N, 1, 1, 1]`` feeds the nodes that used the scalar, which broadcast it per sample. The input must
+    already be a real input (``temperature_as_input``).
+
+    Args:
+        model_proto: a colorize-rt ``onnx.ModelProto`` with a scalar ``temperature`` input.
+    """
+    from onnx import TensorProto, helper, numpy_helper
+
+    graph = model_proto.graph
+    if any(i.name == TEMPERATURE_INPUT for i in graph.initializer):
+        raise ValueError("temperature is still an initializer: call temperature_as_input first")
+    (inp,) = [i for i in graph.input if i.name == TEMPERATURE_INPUT]
+    inner, shape_name = f"{PRE_PREFIX}{TEMPERATURE_INPUT}_per_sample", f"{PRE_PREFIX}{TEMPERATURE_INPUT}_per_sample_shape"
+    for node in graph.node:
+        for k, x in enumerate(node.input):
+            if x == TEMPERATURE_INPUT:
+                node.input[k] = inner
+    graph.initializer.append(numpy_helper.from_array(np.array([-1, 1, 1, 1], dtype=np.int64), shape_name))
+    reshape = helper.make_node("Reshape", [TEMPERATURE_INPUT, shape_name], [inner], name=inner)
+    nodes = [reshape, *graph.node]
+    del graph.node[:]
+    graph.node.extend(nodes)
+    new = helper.make_tensor_value_info(TEMPERATURE_INPUT, TensorProto.FLOAT, ["N", 1])
+    new.doc_string = "Annealed-mean temperature, one per sample (N, 1) float32; 0.38 is the paper's value."
+    inp.CopyFrom(new)
+
+
+def rewrite_temperature_input(src: str | Path, dst: str | Path | None = None, *, atol: float = 0.0) -> dict:
+    """File-level ``temperature_as_input``: rewrite an ONNX whose temperature is an initializer.
+
+    The new file is written atomically (to ``dst``, default: in place), keeps every metadata entry, and
+    lands only if ONNX Runtime gives the same ``ab`` as the old file at the default temperature (and
+    a different one at another temperature, so the input is live).
+
+    Args:
+        src: the ONNX file.
+        dst: where to write (default ``src``).
+        atol: largest allowed |Δab| between old and new at the default temperature.
+
+    Returns:
+        {"changed": bool, "default_temperature": float, "max_abs_diff": float}.
+    """
+    import onnx
+
+    from ..core.atomic import atomic_path
+    from ..runtime.session import ort_session
+
+    src = Path(src)
+    dst = Path(dst) if dst is not None else src
+    model = onnx.load(str(src))
+    had_init = any(i.name == TEMPERATURE_INPUT for i in model.graph.initializer)
+    default = temperature_as_input(model)
+    onnx.checker.check_model(model)
+    L = np.random.default_rng(0).uniform(0, 100, (1, 1, 64, 48)).astype(np.float32)
+    t = np.array(default, np.float32)
+    old = ort_session(src).run(["ab"], {"L": L, TEMPERATURE_INPUT: t})[0]
+    with atomic_path(dst) as tmp:
+        onnx.save(model, str(tmp))
+        new_sess = ort_session(tmp)
+        new = new_sess.run(["ab"], {"L": L, TEMPERATURE_INPUT: t})[0]
+        diff = float(np.abs(new - old).max())
+        if diff > atol:
+            raise RuntimeError(f"{src.name}: output changed by {diff} after the temperature rewrite; nothing written")
+        if TEMPERATURE_INPUT not in [i.name for i in new_sess.get_inputs()]:
+            raise RuntimeError(f"{src.name}: temperature is not an input after the rewrite")
+    return {"changed": had_init or dst != src, "default_temperature": default, "max_abs_diff": diff}

@@ -2,7 +2,10 @@
 
 Interface (every exported model, whatever its variant or precision):
   inputs  ``L`` float32 [N, 1, H, W] (CIE L*, 0..100; H, W multiples of 8),
-          ``temperature`` float32 scalar (initializer default 0.38, so it may be omitted),
+          ``temperature`` float32 scalar, a real (required) graph input, never an initializer: TensorRT's
+          ONNX parser would freeze an initializer as a constant and OpenCV dnn could not set it. Its
+          default (0.38 = ``DEFAULT_T`` unless ``--temperature`` says otherwise) is recorded in the
+          metadata ``default_temperature`` and the input's doc string; every client feeds it,
   output  ``ab`` float32 [N, 2, H, W].
 
 Exact simplifications only: BN-after-ReLU scales folded into the preceding conv (``fold.py``), the
@@ -20,7 +23,6 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from torch import nn
 
@@ -28,31 +30,19 @@ from ..core.atomic import atomic_path
 from ..core.bins import bins_hash
 from ..core.constants import AB_NORM, DEFAULT_T, L_CENT, L_NORM
 from ..core.lazy import require
-from ..models.decode import Colorizer
+from ..models.decode import ColorizationGraph
 from .fold import fold_bn_after_relu
-from .graph import decode_nodes, drop_initializer, name_nodes, set_metadata
+from .graph import decode_nodes, name_nodes, set_metadata, temperature_as_input
+from .probe import probe_metadata
 
 OPSET = 17
 
 
-def _add_temperature_default(model_proto, temperature: float) -> None:
-    """Give the ``temperature`` input an initializer so callers may omit it."""
-    from onnx import numpy_helper
-
-    drop_initializer(model_proto, "temperature")
-    init = numpy_helper.from_array(np.array(temperature, dtype=np.float32), name="temperature")
-    model_proto.graph.initializer.append(init)
-
-
 def ort_basic_optimize(src: Path, dst: Path) -> None:
     """ONNX Runtime's basic (hardware-independent, standard-op) graph rewrites, saved as ONNX."""
-    import onnxruntime as ort
+    from ..runtime.session import ort_session
 
-    so = ort.SessionOptions()
-    so.log_severity_level = 3
-    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
-    so.optimized_model_filepath = str(dst)
-    ort.InferenceSession(str(src), so, providers=["CPUExecutionProvider"])
+    ort_session(src, optimization="basic", optimized_path=dst)
 
 
 def _width(net: nn.Module) -> str:
@@ -86,7 +76,7 @@ def export_onnx(
         raise ValueError(f"opset must be >= 17; got {opset}")
     net = net.eval()
     folded, report = fold_bn_after_relu(net) if fold_bn else (net, None)
-    graph = Colorizer(folded).eval()
+    graph = ColorizationGraph(folded).eval()
     L = torch.full((1, 1, *sample_hw), 50.0)
     T = torch.tensor(default_temperature, dtype=torch.float32)
     out_path = Path(out_path)
@@ -107,13 +97,11 @@ def export_onnx(
         name_nodes(proto.graph)
         n_raw = len(proto.graph.node)
         if simplify:
-            _add_temperature_default(proto, default_temperature)  # keeps T an input ORT will not fold
             onnx.save(proto, str(raw))
             opt = Path(tmpdir) / "opt.onnx"
             ort_basic_optimize(raw, opt)
             proto = onnx.load(str(opt))
             name_nodes(proto.graph)
-        _add_temperature_default(proto, default_temperature)
         if not decode_nodes(proto):
             raise RuntimeError("export produced no decode/ nodes; the graph naming pass failed")
         simplification = f"nodes {n_raw} -> {len(proto.graph.node)}"
@@ -135,8 +123,13 @@ def export_onnx(
         }
         meta.update({k: str(v) for k, v in (metadata or {}).items()})
         set_metadata(proto, meta)
+        temperature_as_input(proto, default_temperature)
         onnx.checker.check_model(proto)
         proto = onnx.shape_inference.infer_shapes(proto, check_type=True, strict_mode=True)
+        final = Path(tmpdir) / "final.onnx"
+        onnx.save(proto, str(final))
+        meta.update(probe_metadata(final))  # the known-answer probe: this fp32 export is its own reference
+        set_metadata(proto, meta)
         with atomic_path(out_path) as tmp:
             onnx.save(proto, str(tmp))
     return out_path
@@ -152,7 +145,7 @@ def export_checkpoint(
 ) -> Path:
     """Export a training checkpoint; metadata records its sha256, training config hash and step."""
     from ..core.hashing import file_sha256
-    from ..training.checkpoint import model_from_checkpoint
+    from ..models.checkpoint import model_from_checkpoint
 
     net, state = model_from_checkpoint(checkpoint, use_ema=use_ema)
     meta = {

@@ -1,4 +1,4 @@
-"""TensorRT engines from colorize-rt ONNX models (TensorRT 10 and 11; the one module that imports it).
+"""TensorRT engines from colorize-rt ONNX models (TensorRT 10 and 11; the one module that builds them).
 
 Precision comes from the ONNX (fp32 export, fp16 conversion, INT8 Q/DQ): the network is created
 strongly typed and no precision builder flags are set (TensorRT 11 removed them, and its networks are
@@ -7,22 +7,20 @@ always strongly typed). What this module decides:
 * optimisation profiles sized for a card (``size_plan``, pure): ``single`` (N = 1, whole images up to
   the largest side that fits) and ``tiles`` (N up to what fits at the runtime's tile size), so the
   engine's activation memory plus weights, workspace and the CUDA context fit with headroom;
-* a workspace limit per card profile, a persisted timing cache, ``build_serialized_network``;
-* the engine written atomically with a JSON sidecar ``<engine>.json`` (TensorRT version, GPU name and
-  compute capability, profile, precision, ONNX sha256, input shape ranges) that ``verify_engine``
-  checks before use: a mismatched engine is refused with a message that says how to rebuild, or is
-  rebuilt from the ONNX when the caller asks (``ensure_engine(..., rebuild=True)``).
+* a workspace limit per card profile and a persisted timing cache (a cache TensorRT rejects, e.g. one
+  from another GPU or TensorRT version, is replaced by a fresh one, with a warning);
+* ``build_engine``: named steps (parse, configure, build, save), the engine written atomically with its
+  JSON sidecar (schema, compatibility rules and rebuild hint: ``colorize_rt.runtime.engine_description``).
 
-``temperature`` stays a real engine input (scalar fp32): TensorRT's ONNX parser would otherwise bake
-the graph's default in as a constant. ``bake_temperature=True`` does exactly that (Triton, which batches
-requests and cannot batch a scalar).
+``temperature`` is a real engine input (scalar fp32; one per sample, ``[N, 1]``, for Triton plans):
+TensorRT's ONNX parser imports a graph input that also has an initializer as a constant weight, so any
+initializer left by an older export is removed first (``graph.temperature_as_input``).
 """
 
 from __future__ import annotations
 
 import json
 import math
-import re
 import shutil
 import subprocess
 import time
@@ -30,13 +28,17 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from ..core.atomic import atomic_write_bytes, atomic_write_text
+from ..core.constants import DEFAULT_T, NET_MULTIPLE
 from ..core.hashing import file_sha256
-from ..core.lazy import MissingDependency
-from .graph import drop_initializer, get_metadata
+from ..core.lazy import GPU_INSTALL, MissingDependency
+from ..runtime.engine_description import make_sidecar, sidecar_path
+from .graph import TEMPERATURE_INPUT, get_metadata, per_sample_temperature, temperature_as_input
+from .probe import ensure_probe
 
-TRT_MISSING = "TensorRT is not installed: install tensorrt on a machine with an NVIDIA GPU (pip install 'colorize-rt[gpu]')"
+TRT_MISSING = f"TensorRT is not installed: install tensorrt on a machine with an NVIDIA GPU ({GPU_INSTALL})"
 GiB = 1 << 30
-MIN_SIDE = 64
+MIN_SIDE = 64  # the smallest whole image a card must fit
+PROFILE_MIN_SIDE = NET_MULTIPLE  # profiles start at the network's stride, so small images run unpadded
 SIDE_STEP = 64
 MAX_SIDE_CAP = 4096
 DEFAULT_TILE = 512
@@ -49,10 +51,6 @@ REF_SIDE = 256  # shape inference size for the per-pixel activation estimate
 
 class TensorRTMissing(MissingDependency):
     pass
-
-
-class EngineMismatch(RuntimeError):
-    """The engine does not match this machine / TensorRT / ONNX; the message says how to rebuild."""
 
 
 @dataclass(frozen=True)
@@ -75,7 +73,16 @@ CARD_PROFILES = {
 
 
 def card_profile(name: str, memory_gib: float | None = None, workspace_gib: float | None = None) -> CardProfile:
-    """A named card profile, or ``custom`` with ``memory_gib`` (workspace defaults to 1/6 of memory)."""
+    """A named card profile, or ``custom`` with ``memory_gib`` (workspace defaults to 1/6 of memory).
+
+    Args:
+        name: a key of ``CARD_PROFILES`` or ``custom``.
+        memory_gib: the card's memory (``custom`` only).
+        workspace_gib: builder workspace limit (default per profile).
+
+    Returns:
+        The ``CardProfile``; ValueError for an unknown name or a custom card without memory.
+    """
     if name == "custom":
         if not memory_gib or memory_gib <= 0:
             raise ValueError("--profile custom needs --memory-gib (the card's memory in GiB)")
@@ -141,9 +148,19 @@ def size_plan(
 ) -> EnginePlan:
     """Pure: the optimisation profiles that fit ``card``.
 
-    ``single``: N = 1, H and W from 64 to the largest multiple of 64 that fits (capped at 4096),
+    ``single``: N = 1, H and W from 8 (the network's stride) to the largest multiple of 64 that fits (capped at 4096),
     opt 256 (the runtime's ``fit`` size). ``tiles``: H and W up to ``tile``, N up to what fits
-    (capped), opt N = min(4, max). Raises ValueError if not even one 64×64 image fits.
+    (capped), opt N = min(4, max).
+
+    Args:
+        card: the card profile.
+        bytes_per_pixel: peak activation bytes per input pixel (``activation_stats``).
+        weight_bytes: the model's weights.
+        tile: the runtime's tile size.
+        max_batch: cap on the ``tiles`` profile's N.
+
+    Returns:
+        The ``EnginePlan``; ValueError if not even one 64×64 image fits.
     """
     if bytes_per_pixel <= 0:
         raise ValueError("bytes_per_pixel must be positive")
@@ -159,17 +176,26 @@ def size_plan(
     side = min(MAX_SIDE_CAP, int(math.sqrt(max_pixels)) // SIDE_STEP * SIDE_STEP)
     side = max(side, MIN_SIDE)
     opt_side = min(REF_SIDE, side)
-    plan.profiles.append(ShapeRange("single", (1, 1, MIN_SIDE, MIN_SIDE), (1, 1, opt_side, opt_side), (1, 1, side, side)))
+    lo = (1, 1, PROFILE_MIN_SIDE, PROFILE_MIN_SIDE)
+    plan.profiles.append(ShapeRange("single", lo, (1, 1, opt_side, opt_side), (1, 1, side, side)))
     t = min(tile, side)
     n_max = int(max(1, min(max_batch, max_pixels // (t * t))))
-    plan.profiles.append(ShapeRange("tiles", (1, 1, MIN_SIDE, MIN_SIDE), (min(4, n_max), 1, t, t), (n_max, 1, t, t)))
+    plan.profiles.append(ShapeRange("tiles", lo, (min(4, n_max), 1, t, t), (n_max, 1, t, t)))
     return plan
 
 
 def activation_stats(model_proto, side: int = REF_SIDE) -> tuple[float, int]:
     """(peak activation bytes per input pixel, weight bytes) of an ONNX model, from shape inference at
     1×1×side×side: the largest (inputs + outputs) footprint of any node, over side². Q/DQ INT8 graphs
-    are typed float, so their estimate is conservative."""
+    are typed float, so their estimate is conservative.
+
+    Args:
+        model_proto: a colorize-rt ``onnx.ModelProto`` (not modified).
+        side: the square input side for shape inference.
+
+    Returns:
+        (bytes per input pixel, weight bytes).
+    """
     import onnx
     from onnx import TensorProto, helper
 
@@ -201,121 +227,27 @@ def activation_stats(model_proto, side: int = REF_SIDE) -> tuple[float, int]:
 
 
 def plan_for_onnx(onnx_path: str | Path, card: CardProfile, tile: int = DEFAULT_TILE) -> EnginePlan:
+    """``size_plan`` for an ONNX file (its activation estimate and weights).
+
+    Args:
+        onnx_path: the ONNX model.
+        card: the card profile.
+        tile: the runtime's tile size.
+
+    Returns:
+        The ``EnginePlan``.
+    """
     import onnx
 
     bpp, weights = activation_stats(onnx.load(str(onnx_path)))
     return size_plan(card, bpp, weights, tile=tile)
 
 
-# --- sidecar -----------------------------------------------------------------------------------
-
-SIDECAR_FORMAT = 1
-
-
-def sidecar_path(engine_path: str | Path) -> Path:
-    return Path(str(engine_path) + ".json")
-
-
-def make_sidecar(
-    *,
-    tensorrt_version: str,
-    gpu_name: str,
-    compute_capability: str,
-    plan: EnginePlan,
-    precision: str,
-    onnx_sha256: str,
-    onnx_path: str = "",
-    default_temperature: float = 0.38,
-    temperature_input: bool = True,
-    version_compatible: bool = False,
-    hardware_compatibility: str = "none",
-    device_memory_bytes: int | None = None,
-    metadata: dict | None = None,
-) -> dict:
-    return {
-        "format": SIDECAR_FORMAT,
-        "tensorrt_version": tensorrt_version,
-        "gpu_name": gpu_name,
-        "compute_capability": compute_capability,
-        "profile": plan.card.name,
-        "card": asdict(plan.card),
-        "precision": precision,
-        "onnx_sha256": onnx_sha256,
-        "onnx_path": onnx_path,
-        "version_compatible": version_compatible,
-        "hardware_compatibility": hardware_compatibility,
-        "workspace_bytes": plan.workspace_bytes,
-        "device_memory_bytes": device_memory_bytes,
-        "estimated_bytes": {r.name: plan.estimate_bytes(r) for r in plan.profiles},
-        "inputs": {
-            "L": {
-                "dtype": "float32",
-                "profiles": [{"name": r.name, "min": list(r.min), "opt": list(r.opt), "max": list(r.max)} for r in plan.profiles],
-            },
-            **({"temperature": {"dtype": "float32", "shape": [], "default": default_temperature}} if temperature_input else {}),
-        },
-        "outputs": {"ab": {"dtype": "float32", "shape": ["N", 2, "H", "W"]}},
-        "default_temperature": default_temperature,
-        "metadata": metadata or {},
-        "built_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-    }
-
-
-def _version(v: str) -> tuple[int, ...]:
-    return tuple(int(x) for x in re.findall(r"\d+", str(v))[:3])
-
-
-def _cc_tuple(cc: str) -> tuple[int, int]:
-    major, _, minor = str(cc).partition(".")
-    return int(major), int(minor or 0)
-
-
-def check_sidecar(
-    sidecar: dict,
-    *,
-    tensorrt_version: str,
-    gpu_name: str,
-    compute_capability: str,
-    onnx_sha256: str | None = None,
-) -> list[str]:
-    """Pure: why an engine with this sidecar cannot run here (empty list = it can)."""
-    problems = []
-    if sidecar.get("format") != SIDECAR_FORMAT:
-        problems.append(f"sidecar format {sidecar.get('format')!r} is not {SIDECAR_FORMAT}")
-    built = str(sidecar.get("tensorrt_version", ""))
-    if sidecar.get("version_compatible"):
-        if _version(tensorrt_version) < _version(built):  # version-compatible plans run on later TensorRT
-            problems.append(f"built with TensorRT {built} (version-compatible), running {tensorrt_version}")
-    elif built != tensorrt_version:
-        problems.append(f"built with TensorRT {built}, running {tensorrt_version}")
-    level = sidecar.get("hardware_compatibility", "none")
-    built_cc = str(sidecar.get("compute_capability", ""))
-    if level == "ampere_plus":
-        if _cc_tuple(compute_capability) < (8, 0):
-            problems.append(f"hardware-compatible engine needs an Ampere or newer GPU; this one is sm {compute_capability}")
-    elif level == "same_compute_capability":
-        if built_cc != compute_capability:
-            problems.append(f"built for compute capability {built_cc}, this GPU is {compute_capability}")
-    else:
-        if built_cc != compute_capability:
-            problems.append(f"built for compute capability {built_cc}, this GPU is {compute_capability}")
-        if sidecar.get("gpu_name") != gpu_name:
-            problems.append(f"built on {sidecar.get('gpu_name')}, this GPU is {gpu_name}")
-    if onnx_sha256 and sidecar.get("onnx_sha256") != onnx_sha256:
-        problems.append("the ONNX model changed since the engine was built")
-    return problems
-
-
-def rebuild_hint(engine_path: str | Path, sidecar: dict | None) -> str:
-    onnx_path = (sidecar or {}).get("onnx_path") or "MODEL.onnx"
-    profile = (sidecar or {}).get("profile") or "rtx3060-6gb"
-    return f"rebuild it: colorize-engine {onnx_path} --profile {profile} -o {engine_path}"
-
-
 # --- TensorRT / device --------------------------------------------------------------------------
 
 
 def require_tensorrt():
+    """The ``tensorrt`` module, or ``TensorRTMissing`` with the pip command."""
     try:
         import tensorrt as trt
     except ImportError as exc:
@@ -324,7 +256,11 @@ def require_tensorrt():
 
 
 def current_device() -> dict:
-    """{gpu_name, compute_capability} of GPU 0 via nvidia-smi (no CUDA bindings needed)."""
+    """GPU 0 as nvidia-smi reports it (no CUDA bindings needed).
+
+    Returns:
+        {"gpu_name", "compute_capability"}; RuntimeError when there is no NVIDIA GPU.
+    """
     exe = shutil.which("nvidia-smi")
     if exe is None:
         raise RuntimeError("no NVIDIA GPU found (nvidia-smi is not on PATH)")
@@ -344,54 +280,113 @@ def current_device() -> dict:
     return {"gpu_name": name.strip(), "compute_capability": cc.strip()}
 
 
-def read_sidecar(engine_path: str | Path) -> dict:
-    p = sidecar_path(engine_path)
-    if not p.is_file():
-        raise EngineMismatch(f"{engine_path} has no sidecar {p.name}; {rebuild_hint(engine_path, None)}")
-    return json.loads(p.read_text())
+@dataclass
+class TrtSource:
+    """The ONNX as TensorRT parses it: bytes, metadata, default temperature, temperature input shape."""
+
+    data: bytes
+    metadata: dict
+    default_temperature: float
+    temperature_shape: list | None  # [] scalar, ["N", 1] per sample, None: the model has no temperature
 
 
-def verify_engine(
-    engine_path: str | Path,
-    onnx_path: str | Path | None = None,
-    *,
-    tensorrt_version: str | None = None,
-    device: dict | None = None,
-) -> dict:
-    """The engine's sidecar if it matches this TensorRT / GPU (/ ONNX); EngineMismatch otherwise."""
-    engine_path = Path(engine_path)
-    if not engine_path.is_file():
-        raise FileNotFoundError(f"engine not found: {engine_path}")
-    sidecar = read_sidecar(engine_path)
-    if tensorrt_version is None:
-        tensorrt_version = require_tensorrt().__version__
-    device = device or current_device()
-    problems = check_sidecar(
-        sidecar,
-        tensorrt_version=tensorrt_version,
-        onnx_sha256=file_sha256(onnx_path) if onnx_path else None,
-        **device,
-    )
-    if problems:
-        raise EngineMismatch(f"{engine_path.name} does not match: {'; '.join(problems)}; {rebuild_hint(engine_path, sidecar)}")
-    return sidecar
+def onnx_for_trt(onnx_path: str | Path, per_sample: bool = False) -> TrtSource:
+    """Load ``onnx_path`` with ``temperature`` as a real input (never an initializer).
 
+    Args:
+        onnx_path: a colorize-rt ONNX.
+        per_sample: make temperature ``[N, 1]`` (Triton: batched requests each carry their own).
 
-def onnx_bytes_for_trt(onnx_path: str | Path, bake_temperature: bool = False) -> tuple[bytes, dict, float]:
-    """The ONNX as TensorRT should parse it: without the temperature default (a real input) unless
-    ``bake_temperature``. Returns (bytes, metadata, default temperature)."""
+    Returns:
+        The ``TrtSource``.
+    """
     import onnx
-    from onnx import numpy_helper
 
     m = onnx.load(str(onnx_path))
-    meta = get_metadata(m)
-    default_t = float(meta.get("default_temperature", 0.38))
-    for init in m.graph.initializer:
-        if init.name == "temperature":
-            default_t = float(numpy_helper.to_array(init))
-    if not bake_temperature:
-        drop_initializer(m, "temperature")
-    return m.SerializeToString(), meta, default_t
+    names = {i.name for i in m.graph.input} | {i.name for i in m.graph.initializer}
+    shape = None
+    default_t = float(get_metadata(m).get("default_temperature", DEFAULT_T))
+    if TEMPERATURE_INPUT in names:
+        default_t = temperature_as_input(m)
+        shape = []
+        if per_sample:
+            per_sample_temperature(m)
+            shape = ["N", 1]
+    return TrtSource(m.SerializeToString(), get_metadata(m), default_t, shape)
+
+
+def _parse(trt, builder, logger, source: TrtSource, onnx_path: Path):
+    """Strongly typed network from the ONNX bytes (``STRONGLY_TYPED`` exists in TensorRT 10.0 to 11.x)."""
+    network = builder.create_network(1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED))
+    parser = trt.OnnxParser(network, logger)
+    if not parser.parse(source.data):
+        errors = "; ".join(str(parser.get_error(i)) for i in range(parser.num_errors))
+        raise RuntimeError(f"TensorRT could not parse {onnx_path}: {errors}")
+    return network, parser
+
+
+def _add_profiles(builder, config, plan: EnginePlan, source: TrtSource) -> None:
+    """One optimisation profile per ``ShapeRange``; a per-sample temperature follows L's batch range."""
+    for r in plan.profiles:
+        prof = builder.create_optimization_profile()
+        prof.set_shape("L", r.min, r.opt, r.max)
+        if source.temperature_shape == ["N", 1]:
+            prof.set_shape(TEMPERATURE_INPUT, (r.min[0], 1), (r.opt[0], 1), (r.max[0], 1))
+        if config.add_optimization_profile(prof) < 0:
+            raise RuntimeError(f"TensorRT rejected optimisation profile {r.name} ({r.min} .. {r.max})")
+
+
+def _use_timing_cache(config, cache_file: Path, log) -> None:
+    """Load the persisted timing cache; one TensorRT rejects (another GPU or version) is replaced by an empty one."""
+    data = cache_file.read_bytes() if cache_file.is_file() else b""
+    cache = config.create_timing_cache(data)
+    if cache is not None and config.set_timing_cache(cache, ignore_mismatch=False):
+        return
+    if data:
+        log(f"warning: TensorRT rejected the timing cache {cache_file} (another GPU or TensorRT version); starting a new one")
+    fresh = config.create_timing_cache(b"")
+    if fresh is None or not config.set_timing_cache(fresh, ignore_mismatch=False):
+        log("warning: TensorRT would not take a timing cache; building without one")
+
+
+def _save_timing_cache(config, cache_file: Path, log) -> bool:
+    """Write the builder's timing cache back (atomically); False when there is none to write."""
+    cache = config.get_timing_cache()
+    if cache is None:
+        log(f"warning: no timing cache to save to {cache_file}")
+        return False
+    atomic_write_bytes(cache_file, bytes(cache.serialize()))
+    return True
+
+
+def _configure(trt, builder, plan: EnginePlan, source: TrtSource, *, version_compatible: bool, hardware_compatible: bool):
+    config = builder.create_builder_config()
+    config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, plan.workspace_bytes)
+    _add_profiles(builder, config, plan, source)
+    if version_compatible:
+        config.set_flag(trt.BuilderFlag.VERSION_COMPATIBLE)
+    if hardware_compatible:
+        config.hardware_compatibility_level = trt.HardwareCompatibilityLevel.AMPERE_PLUS
+    return config
+
+
+def _sidecar(plan: EnginePlan, source: TrtSource, onnx_path: Path, device: dict, trt_version: str, **flags) -> dict:
+    return make_sidecar(
+        tensorrt_version=trt_version,
+        card=asdict(plan.card),
+        profiles=[{"name": r.name, "min": list(r.min), "opt": list(r.opt), "max": list(r.max)} for r in plan.profiles],
+        workspace_bytes=plan.workspace_bytes,
+        estimated_bytes={r.name: plan.estimate_bytes(r) for r in plan.profiles},
+        precision=source.metadata.get("precision", "fp32"),
+        onnx_sha256=file_sha256(onnx_path),
+        onnx_path=str(onnx_path),
+        default_temperature=source.default_temperature,
+        temperature_shape=source.temperature_shape,
+        version_compatible=flags["version_compatible"],
+        hardware_compatibility="ampere_plus" if flags["hardware_compatible"] else "none",
+        metadata=ensure_probe(source.metadata, onnx_path),  # the known-answer probe travels in the sidecar
+        **device,
+    )
 
 
 def build_engine(
@@ -402,107 +397,62 @@ def build_engine(
     timing_cache: str | Path | None = None,
     version_compatible: bool = False,
     hardware_compatible: bool = False,
-    bake_temperature: bool = False,
+    per_sample_temperature: bool = False,
     profiles: list[str] | None = None,
     tile: int = DEFAULT_TILE,
+    device: dict | None = None,
     log=print,
 ) -> dict:
-    """Build and write ``engine_path`` (+ sidecar) from a colorize-rt ONNX; returns the sidecar."""
+    """Build and write ``engine_path`` and its sidecar from a colorize-rt ONNX.
+
+    Args:
+        onnx_path: the source ONNX (fp32, fp16 or INT8 Q/DQ).
+        engine_path: where the serialized engine goes (written atomically; the sidecar next to it).
+        card: the card profile to size the optimisation profiles for.
+        timing_cache: timing cache file (default ``timing.cache`` next to the engine); reused and updated.
+        version_compatible: build with ``BuilderFlag.VERSION_COMPATIBLE`` (runs on later TensorRT, see
+            ``engine_description``).
+        hardware_compatible: any Ampere or newer GPU (``HardwareCompatibilityLevel.AMPERE_PLUS``).
+        per_sample_temperature: temperature input ``[N, 1]`` (Triton plans) instead of a scalar.
+        profiles: keep only these profile names (``single``, ``tiles``).
+        tile: the runtime's tile size (the ``tiles`` profile's H and W).
+        device: {gpu_name, compute_capability}; default: GPU 0 from nvidia-smi.
+        log: where progress lines go.
+
+    Returns:
+        The sidecar written next to the engine.
+    """
     trt = require_tensorrt()
     onnx_path, engine_path = Path(onnx_path), Path(engine_path)
-    device = current_device()
+    device = device or current_device()
     plan = plan_for_onnx(onnx_path, card, tile)
     if profiles:
         plan.profiles = [r for r in plan.profiles if r.name in profiles]
     log(plan.describe())
-    model_bytes, meta, default_t = onnx_bytes_for_trt(onnx_path, bake_temperature)
-
+    source = onnx_for_trt(onnx_path, per_sample_temperature)
     logger = trt.Logger(trt.Logger.WARNING)
     builder = trt.Builder(logger)
-    flags = 0
-    if hasattr(trt.NetworkDefinitionCreationFlag, "STRONGLY_TYPED"):  # always on (and deprecated) in TRT 11
-        flags |= 1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED)
-    network = builder.create_network(flags)
-    parser = trt.OnnxParser(network, logger)
-    if not parser.parse(model_bytes):
-        errors = "; ".join(str(parser.get_error(i)) for i in range(parser.num_errors))
-        raise RuntimeError(f"TensorRT could not parse {onnx_path}: {errors}")
-    config = builder.create_builder_config()
-    config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, plan.workspace_bytes)
-    for r in plan.profiles:
-        prof = builder.create_optimization_profile()
-        prof.set_shape("L", r.min, r.opt, r.max)
-        config.add_optimization_profile(prof)
+    network, _parser = _parse(trt, builder, logger, source, onnx_path)
+    config = _configure(
+        trt, builder, plan, source, version_compatible=version_compatible, hardware_compatible=hardware_compatible
+    )
     cache_file = Path(timing_cache) if timing_cache else engine_path.parent / "timing.cache"
-    cache = config.create_timing_cache(cache_file.read_bytes() if cache_file.is_file() else b"")
-    config.set_timing_cache(cache, ignore_mismatch=False)
-    if version_compatible:
-        config.set_flag(trt.BuilderFlag.VERSION_COMPATIBLE)
-    level = "none"
-    if hardware_compatible:
-        config.hardware_compatibility_level = trt.HardwareCompatibilityLevel.AMPERE_PLUS
-        level = "ampere_plus"
+    _use_timing_cache(config, cache_file, log)
     t0 = time.perf_counter()
     serialized = builder.build_serialized_network(network, config)
     if serialized is None:
         raise RuntimeError("TensorRT failed to build the engine (see the messages above)")
     log(f"built in {time.perf_counter() - t0:.1f} s")
-    atomic_write_bytes(cache_file, bytes(config.get_timing_cache().serialize()))
-    runtime = trt.Runtime(logger)
-    if version_compatible:
-        runtime.engine_host_code_allowed = True
-    engine = runtime.deserialize_cuda_engine(serialized)
-    device_memory = getattr(engine, "device_memory_size_v2", None) or getattr(engine, "device_memory_size", None)
-    sidecar = make_sidecar(
-        tensorrt_version=trt.__version__,
-        plan=plan,
-        precision=meta.get("precision", "fp32"),
-        onnx_sha256=file_sha256(onnx_path),
-        onnx_path=str(onnx_path),
-        default_temperature=default_t,
-        temperature_input=not bake_temperature,
+    _save_timing_cache(config, cache_file, log)
+    sidecar = _sidecar(
+        plan,
+        source,
+        onnx_path,
+        device,
+        trt.__version__,
         version_compatible=version_compatible,
-        hardware_compatibility=level,
-        device_memory_bytes=int(device_memory) if device_memory is not None else None,
-        metadata=meta,
-        **device,
+        hardware_compatible=hardware_compatible,
     )
-    if device_memory and device_memory + plan.weight_bytes > card.budget_bytes:
-        log(f"warning: engine needs {device_memory / GiB:.2f} GiB of device memory, over the {card.name} budget")
     atomic_write_bytes(engine_path, bytes(serialized))
     atomic_write_text(sidecar_path(engine_path), json.dumps(sidecar, indent=2, sort_keys=True))
     return sidecar
-
-
-def ensure_engine(
-    engine_path: str | Path,
-    onnx_path: str | Path | None = None,
-    *,
-    rebuild: bool = False,
-    card: CardProfile | None = None,
-    log=print,
-) -> dict:
-    """For runtimes: the engine's sidecar when it matches; when it does not (or is missing) and
-    ``rebuild`` is set, rebuild it from ``onnx_path`` (or the ONNX the sidecar names) first."""
-    engine_path = Path(engine_path)
-    try:
-        return verify_engine(engine_path, onnx_path)
-    except (EngineMismatch, FileNotFoundError) as exc:
-        if not rebuild:
-            raise
-        old = {}
-        if sidecar_path(engine_path).is_file():
-            old = json.loads(sidecar_path(engine_path).read_text())
-        src = onnx_path or old.get("onnx_path")
-        if not src or not Path(src).is_file():
-            raise EngineMismatch(f"{exc}; cannot rebuild automatically: the source ONNX is not available") from exc
-        card = card or (CardProfile(**old["card"]) if "card" in old else CARD_PROFILES["rtx3060-6gb"])
-        log(f"{exc}\nrebuilding {engine_path} from {src} for {card.name} ...")
-        return build_engine(
-            src,
-            engine_path,
-            card,
-            version_compatible=bool(old.get("version_compatible")),
-            hardware_compatible=old.get("hardware_compatibility") == "ampere_plus",
-            log=log,
-        )

@@ -2,14 +2,16 @@
 
 Layout: ``DIR/<name>/config.pbtxt`` and ``DIR/<name>/1/model.onnx`` (or ``model.plan``). Dynamic
 batching is on, so requests are batched along N: every request is one ``L`` [1, H, W] (batch dim
-implicit) and returns ``ab`` [2, H, W]; requests batched together must share H and W. The scalar
-``temperature`` cannot be batched, so Triton models use the model's default temperature (set at export
-with ``colorize-export --temperature``); ONNX Runtime treats the input as an overridable initializer,
-TensorRT plans for Triton are built with it baked in.
+implicit) plus its own ``temperature`` [1] (send 0.38, ``DEFAULT_T``, the paper's value, unless you want
+another), and returns ``ab`` [2, H, W]; requests batched together must share H and W. The repository's
+model takes one temperature per sample (``graph.per_sample_temperature``: ``[N, 1]``, reshaped to
+``[N, 1, 1, 1]`` inside), so batched requests keep their own temperatures. TensorRT plans for Triton are
+built the same way (``colorize-engine --triton``), version-compatible, with a profile for ``temperature``
+that follows L's batch range.
 
 The config is validated by parsing it with Triton's own ``ModelConfig`` protobuf
-(``tritonclient.grpc.model_config_pb2``) when ``tritonclient`` is installed, and with a structural
-check otherwise.
+(``tritonclient.grpc.model_config_pb2``, which needs ``grpcio``: ``pip install 'tritonclient[grpc]'``,
+part of the dev extra) and with a structural check when that is not installed.
 """
 
 from __future__ import annotations
@@ -25,6 +27,8 @@ PLATFORMS = {
     ".plan": ("tensorrt_plan", "model.plan"),
     ".engine": ("tensorrt_plan", "model.plan"),
 }
+INPUTS = ("L", "temperature")
+OUTPUTS = ("ab",)
 
 
 def triton_config(
@@ -37,7 +41,20 @@ def triton_config(
     instance_kind: str = "KIND_GPU",
     instances: int = 1,
 ) -> str:
-    """config.pbtxt text for a colorize-rt model."""
+    """config.pbtxt text for a colorize-rt model.
+
+    Args:
+        name: the model's name in the repository.
+        platform: ``onnxruntime_onnx`` or ``tensorrt_plan``.
+        max_batch_size: the dynamic batcher's largest batch (>= 1).
+        preferred_batch_sizes: batch sizes the batcher aims for (clipped to ``max_batch_size``).
+        max_queue_delay_us: how long a request may wait for a batch to fill.
+        instance_kind: ``KIND_GPU``, ``KIND_CPU`` or ``KIND_AUTO``.
+        instances: model instances.
+
+    Returns:
+        The config text.
+    """
     if platform not in {p for p, _ in PLATFORMS.values()}:
         raise ValueError(f"unknown Triton platform {platform!r}")
     if max_batch_size < 1:
@@ -48,7 +65,8 @@ def triton_config(
         f'platform: "{platform}"\n'
         f"max_batch_size: {max_batch_size}\n"
         "input [\n"
-        '  {\n    name: "L"\n    data_type: TYPE_FP32\n    dims: [ 1, -1, -1 ]\n  }\n'
+        '  {\n    name: "L"\n    data_type: TYPE_FP32\n    dims: [ 1, -1, -1 ]\n  },\n'
+        '  {\n    name: "temperature"\n    data_type: TYPE_FP32\n    dims: [ 1 ]\n  }\n'
         "]\n"
         "output [\n"
         '  {\n    name: "ab"\n    data_type: TYPE_FP32\n    dims: [ 2, -1, -1 ]\n  }\n'
@@ -61,23 +79,46 @@ def triton_config(
     )
 
 
-def validate_config(text: str):
-    """Parse with Triton's ModelConfig protobuf (returns the message) or, without tritonclient, check
-    the structure (returns a dict). Raises ValueError on an invalid config."""
+def _model_config_pb2():
+    """Triton's ModelConfig protobuf module, or None when tritonclient (with grpcio) is not installed.
+
+    ``tritonclient.grpc`` raises RuntimeError, not ImportError, when grpcio is missing.
+    """
     try:
-        from google.protobuf import text_format
+        from google.protobuf import text_format  # noqa: F401
         from tritonclient.grpc import model_config_pb2
-    except ImportError:
+    except (ImportError, RuntimeError):
+        return None
+    return model_config_pb2
+
+
+def validate_config(text: str):
+    """Check a config.pbtxt.
+
+    Args:
+        text: the config text.
+
+    Returns:
+        The parsed ``ModelConfig`` message when tritonclient[grpc] is installed, else the structural
+        check's fields (a dict).
+
+    Raises:
+        ValueError: the config is invalid.
+    """
+    pb2 = _model_config_pb2()
+    if pb2 is None:
         return _structural_check(text)
-    cfg = model_config_pb2.ModelConfig()
+    from google.protobuf import text_format
+
+    cfg = pb2.ModelConfig()
     try:
         text_format.Parse(text, cfg)
     except text_format.ParseError as exc:
         raise ValueError(f"invalid Triton config: {exc}") from exc
     if not cfg.name or not cfg.platform:
         raise ValueError("Triton config needs a name and a platform")
-    if [i.name for i in cfg.input] != ["L"] or [o.name for o in cfg.output] != ["ab"]:
-        raise ValueError("Triton config must have input L and output ab")
+    if tuple(i.name for i in cfg.input) != INPUTS or tuple(o.name for o in cfg.output) != OUTPUTS:
+        raise ValueError("Triton config must have inputs L, temperature and output ab")
     if cfg.max_batch_size > 0 and not cfg.HasField("dynamic_batching"):
         raise ValueError("Triton config has batching but no dynamic_batching")
     return cfg
@@ -90,9 +131,28 @@ def _structural_check(text: str) -> dict:
     for key in ("name", "platform", "max_batch_size"):
         if key not in fields:
             raise ValueError(f"invalid Triton config: no {key}")
-    if "dynamic_batching" not in text or 'name: "L"' not in text or 'name: "ab"' not in text:
-        raise ValueError("invalid Triton config: needs input L, output ab and dynamic_batching")
+    needed = ("dynamic_batching", 'name: "L"', 'name: "temperature"', 'name: "ab"')
+    if not all(n in text for n in needed):
+        raise ValueError("invalid Triton config: needs inputs L and temperature, output ab and dynamic_batching")
     return fields
+
+
+def _write_model(model_file: Path, target: Path) -> None:
+    """Copy a plan; rewrite an ONNX with one temperature per sample (atomically)."""
+    if model_file.suffix.lower() != ".onnx":
+        with atomic_path(target) as tmp:
+            shutil.copyfile(model_file, tmp)
+        return
+    import onnx
+
+    from .graph import per_sample_temperature, temperature_as_input
+
+    m = onnx.load(str(model_file))
+    temperature_as_input(m)
+    per_sample_temperature(m)
+    onnx.checker.check_model(m)
+    with atomic_path(target) as tmp:
+        onnx.save(m, str(tmp))
 
 
 def write_repository(
@@ -104,8 +164,20 @@ def write_repository(
     max_batch_size: int = 8,
     instance_kind: str | None = None,
 ) -> Path:
-    """Copy ``model_file`` into a Triton repository at ``repo_dir`` with a validated config; returns
-    the model folder."""
+    """Write ``model_file`` into a Triton repository at ``repo_dir`` with a validated config.
+
+    Args:
+        model_file: a colorize-rt ``.onnx`` (rewritten with a per-sample temperature) or a TensorRT
+            ``.plan``/``.engine`` built with ``per_sample_temperature`` (``colorize-engine --triton``).
+        repo_dir: the repository folder.
+        name: the model's folder and config name.
+        version: the model version folder.
+        max_batch_size: the dynamic batcher's largest batch.
+        instance_kind: Triton instance kind (default: GPU for plans, AUTO for ONNX).
+
+    Returns:
+        The model folder.
+    """
     model_file = Path(model_file)
     suffix = model_file.suffix.lower()
     if suffix not in PLATFORMS:
@@ -116,7 +188,6 @@ def write_repository(
     validate_config(text)
     model_dir = Path(repo_dir) / name
     (model_dir / str(version)).mkdir(parents=True, exist_ok=True)
-    with atomic_path(model_dir / str(version) / target) as tmp:
-        shutil.copyfile(model_file, tmp)
+    _write_model(model_file, model_dir / str(version) / target)
     atomic_write_text(model_dir / "config.pbtxt", text)
     return model_dir

@@ -14,13 +14,15 @@ def bins_tensor() -> torch.Tensor:
     return torch.from_numpy(ab_bins().copy())
 
 
-def annealed_mean(logits: torch.Tensor, temperature: torch.Tensor | float, bins: torch.Tensor) -> torch.Tensor:
-    """(N, 313, h, w) logits -> (N, 2, h, w) ab: softmax(z / T) · bins, as a fixed 1×1 conv."""
+def annealed_mean_torch(logits: torch.Tensor, temperature: torch.Tensor | float, bins: torch.Tensor) -> torch.Tensor:
+    """(N, 313, h, w) logits -> (N, 2, h, w) ab: softmax(z / T) · bins, as a fixed 1×1 conv.
+
+    The torch twin of ``annealed_mean`` (``colorize_rt.core.decode``; tested against it)."""
     p = torch.softmax(logits / temperature, dim=1)
     return F.conv2d(p, bins.to(p.dtype)[:, :, None, None].transpose(0, 1))
 
 
-class Colorizer(nn.Module):
+class ColorizationGraph(nn.Module):
     """L* (N, 1, H, W), 0..100, H and W multiples of 8, and a scalar temperature -> ab (N, 2, H, W).
 
     Classification models are decoded with the annealed mean; regression (L2) models ignore T.
@@ -35,7 +37,7 @@ class Colorizer(nn.Module):
     def forward(self, L: torch.Tensor, temperature: torch.Tensor | float = DEFAULT_T) -> torch.Tensor:
         out = self.net((L - L_CENT) / L_NORM).float()
         if getattr(self.net, "head", "classification") == "classification":
-            ab = annealed_mean(out, temperature, self.bins)
+            ab = annealed_mean_torch(out, temperature, self.bins)
         else:
             # T is unused, but kept in the graph so every exported model has the same interface.
             ab = out * AB_NORM + 0.0 * temperature

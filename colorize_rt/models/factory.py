@@ -39,12 +39,14 @@ def create_model(name: str, **overrides: Any):
 def _ensure_registered() -> None:
     if _REGISTRY:
         return
-    from .lite0 import Lite0Colorizer
+    from .efficientnet_lite import LiteColorizer
     from .papernet import PaperNet
 
     register("papernet", PaperNet, width=1.0, head="classification")
     register("mobile", PaperNet, width=0.5, head="classification")
     register("l2", PaperNet, width=0.5, head="regression")
     register("papernet-l2", PaperNet, width=1.0, head="regression")
-    register("mobile-lite0", Lite0Colorizer, decoder_width=1.0, head="classification", pretrained=True)
-    register("lite0-l2", Lite0Colorizer, decoder_width=1.0, head="regression", pretrained=True)
+    register("mobile-lite0", LiteColorizer, decoder_width=1.0, head="classification", pretrained=True)
+    register("mobile-lite1", LiteColorizer, decoder_width=1.0, head="classification", pretrained=True, encoder="lite1")
+    register("mobile-lite2", LiteColorizer, decoder_width=1.0, head="classification", pretrained=True, encoder="lite2")
+    register("lite0-l2", LiteColorizer, decoder_width=1.0, head="regression", pretrained=True)

@@ -1,26 +1,32 @@
-"""The runtime's public API (torch-free): ``Engine``, ``read_image``, ``write_image``, ``ImageError``.
+"""The runtime's public API (torch-free): ``Colorizer``, ``read_image``, ``write_image``, ``ImageError``.
 
-from colorize_rt.runtime.api import Engine, read_image, write_image
-engine = Engine()                      # the shipped default model, fastest backend available
-write_image(engine.colorize(read_image("photo.jpg")), "photo_color.jpg")
+from colorize_rt.runtime.api import Colorizer, read_image, write_image
+colorizer = Colorizer()  # the shipped default model, fastest backend available
+write_image(colorizer.colorize(read_image("photo.jpg")), "photo_color.jpg")
 """
 
 from __future__ import annotations
 
+import sys
 import threading
 from collections.abc import Callable
 
 import numpy as np
 
 from ..core.constants import DEFAULT_T
-from .backends import BackendError, open_runner
+from .backends import BackendError, SelfCheckError, available_backends, open_runner
 from .images import DEFAULT_MAX_PIXELS, DecodedImage, ImageError, read_image, side_by_side, write_image
-from .models import ModelError, model_summary, resolve_model
+from .limits import TEMPERATURE
 from .pipeline import colorize_fit, colorize_tiled, colorize_transfer, predict_single, prepare_fit, recombine
 from .runners import predict_ab_batch
+from .selfcheck import int8_cpu_choice, int8_dot_path, int8_path_description
+from .shipped_models import SHIPPED, ModelError, model_metadata, model_summary, resolve_model
 
 METHODS = ("classification", "l2", "transfer")
 MODES = ("fit", "tiled")
+# A shipped model chosen by name falls back to this one when it fails its known-answer check, or (backend
+# auto, CPU only) when its recorded CPU speed says INT8 is not faster than fp32 on this CPU's integer path.
+NEXT_CANDIDATE = {"default-int8": "default"}
 
 __all__ = [
     "DEFAULT_MAX_PIXELS",
@@ -28,7 +34,7 @@ __all__ = [
     "MODES",
     "BackendError",
     "DecodedImage",
-    "Engine",
+    "Colorizer",
     "ImageError",
     "ModelError",
     "read_image",
@@ -37,7 +43,7 @@ __all__ = [
 ]
 
 
-class Engine:
+class Colorizer:
     """One model on one backend; the runner is opened once and ``colorize`` is thread-safe (one lock
     around the network call; pre/post-processing runs outside it)."""
 
@@ -58,19 +64,52 @@ class Engine:
         self.backend = "none"
         self.model_path = None
         self.metadata: dict[str, str] = {}
+        self.verdicts: list = []  # every known-answer check made while opening (runtime.selfcheck.Verdict)
+        self.notes: list[str] = []
         self._lock = threading.Lock()
         if method == "transfer":
             return
         name = "default-l2" if method == "l2" and model == "default" else model
         self.model_path = resolve_model(name)
-        self.runner, self.backend = open_runner(self.model_path, backend, threads, max_side, warn)
+        say = warn or (lambda msg: print(msg, file=sys.stderr))
+        nxt = NEXT_CANDIDATE.get(name) if name in SHIPPED else None
+        if nxt and backend == "auto":
+            self.model_path = self._cpu_precision(self.model_path, nxt, say)
+        try:
+            self.runner, self.backend = open_runner(self.model_path, backend, threads, max_side, say, self.verdicts)
+        except SelfCheckError as exc:
+            if nxt is None or self.model_path == resolve_model(nxt):
+                raise
+            self.model_path = resolve_model(nxt)
+            v = exc.verdict
+            self._note(f"{v.reason}: mean |Δab| {v.mean:.1f}; using {self.model_path.name}", say, "warning")
+            self.runner, self.backend = open_runner(self.model_path, backend, threads, max_side, say, self.verdicts)
         session = getattr(self.runner, "session", None)
         if session is not None:  # reuse the runner's session rather than opening the model twice
             self.metadata = dict(session.get_modelmeta().custom_metadata_map)
         else:
-            from .models import model_metadata
+            from .shipped_models import model_metadata
 
             self.metadata = model_metadata(self.model_path)
+
+    def _note(self, text: str, say: Callable[[str], None], level: str = "note") -> None:
+        self.notes.append(text)
+        say(f"colorize-rt: {level}: {text}")
+
+    def _cpu_precision(self, path, nxt: str, say: Callable[[str], None]):
+        """The model to open on a CPU-only machine: ``nxt`` (fp32) where the INT8 model's recorded CPU speed
+        says INT8 is not faster on this CPU's integer path."""
+        if any(v for k, v in available_backends().items() if k != "cpu"):
+            return path
+        meta = model_metadata(path)
+        if meta.get("precision") != "int8":
+            return path
+        use_int8, why = int8_cpu_choice(meta)
+        if use_int8:
+            return path
+        fallback = resolve_model(nxt)
+        self._note(f"{why}; using {fallback.name} (pass --backend cpu to run INT8 anyway)", say)
+        return fallback
 
     @property
     def default_temperature(self) -> float:
@@ -84,7 +123,7 @@ class Engine:
         """L* (N, 1, H, W), H and W multiples of 8 -> ab (N, 2, H, W)."""
         if self.runner is None:
             raise ModelError("method 'transfer' runs no network")
-        t = self.default_temperature if temperature is None else float(temperature)
+        t = self.default_temperature if temperature is None else TEMPERATURE.check(temperature)  # 0.01..10
         with self._lock:
             return predict_ab_batch(self.runner, L, t)
 
@@ -136,13 +175,17 @@ class Engine:
                 out["providers"] = providers
         if self.model_path is not None:
             out["model"] = model_summary(self.model_path)
+        out["selfcheck"] = [v.to_dict() | {"line": v.line()} for v in self.verdicts]
+        out["cpu_int8_path"] = {"path": int8_dot_path(), "description": int8_path_description()}
+        if self.notes:
+            out["notes"] = list(self.notes)
         return out
 
     def close(self) -> None:
         if self.runner is not None:
             self.runner.deactivate()
 
-    def __enter__(self) -> Engine:
+    def __enter__(self) -> Colorizer:
         return self
 
     def __exit__(self, *exc) -> None:

@@ -1,8 +1,8 @@
 """Many inputs: expand files/folders/globs, plan output paths, and run decode / infer / encode overlapped.
 
 Decoding (+ fit-mode preprocessing) runs in a reader thread a few images ahead, the network in the calling
-thread, recombination + encoding in a writer thread, so the model is kept busy. A bad input is reported
-in one line and skipped; the rest are still processed.
+thread, recombination + encoding in one writer thread per core, so all cores work across images. A bad
+input is reported in one line and skipped; the rest are still processed.
 """
 
 from __future__ import annotations
@@ -16,16 +16,17 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..core.atomic import check_writable, clean_stale_temps
+from ..core.files import IMAGE_EXTS
 from .images import (
     DEFAULT_MAX_PIXELS,
-    READ_EXTS,
-    WRITE_EXTS,
     ImageError,
     read_image,
     side_by_side,
+    write_bgr,
     write_image,
 )
-from .pipeline import gray_of
+from .pipeline import gray_of, recombine_bgr
 
 _GLOB_CHARS = set("*?[")
 
@@ -72,9 +73,55 @@ def _hidden(path: Path, root: Path) -> bool:
     return any(part.startswith(".") for part in path.relative_to(root).parts)
 
 
-def expand_inputs(items: list[str]) -> tuple[list[tuple[Path, Path | None]], list[str]]:
+def _link_problem(p: Path) -> str | None:
+    """'broken link' / 'symlink loop' for a symlink whose target cannot be reached, else None."""
+    if not p.is_symlink():
+        return None
+    try:
+        p.resolve(strict=True)
+    except FileNotFoundError:
+        return "broken link"
+    except (RuntimeError, OSError):  # Python 3.11 raises RuntimeError("Symlink loop ..."); later, OSError ELOOP
+        return "symlink loop"
+    return None
+
+
+def walk_folder(folder: Path) -> tuple[list[Path], dict[str, list[Path]]]:
+    """The images under ``folder`` (recursive, sorted; hidden entries and linked folders not followed) and
+    what was skipped, by reason: ``broken link``, ``symlink loop``, ``GIF file`` (GIFs are often animated:
+    pass a still one by name), ``linked folder`` (not followed), ``other file``."""
+    files: list[Path] = []
+    skipped: dict[str, list[Path]] = {}
+    for f in sorted(folder.rglob("*")):
+        if _hidden(f, folder):
+            continue
+        reason = _link_problem(f)
+        if reason is None and f.is_dir():
+            if not f.is_symlink():
+                continue
+            reason = "linked folder"
+        elif reason is None and f.suffix.lower() in IMAGE_EXTS and f.is_file():
+            files.append(f)
+            continue
+        elif reason is None:
+            reason = "GIF file" if f.suffix.lower() == ".gif" else "other file"
+        skipped.setdefault(reason, []).append(f)
+    return files, skipped
+
+
+def skipped_note(folder: str, skipped: dict[str, list[Path]]) -> str:
+    """One line: what a folder walk skipped, with up to two names per reason."""
+    parts = []
+    for reason, paths in skipped.items():
+        names = ", ".join(str(p) for p in paths[:2]) + (", ..." if len(paths) > 2 else "")
+        parts.append(f"{len(paths)} {reason}{'s' if len(paths) > 1 else ''} ({names})")
+    return f"{folder}: skipped " + "; ".join(parts)
+
+
+def expand_inputs(items: list[str], notes: list[str] | None = None) -> tuple[list[tuple[Path, Path | None]], list[str]]:
     """Files, folders (recursive, image extensions, hidden entries skipped) and globs ->
-    ([(path, root folder or None)], [one-line errors for items that match nothing])."""
+    ([(path, root folder or None)], [one-line errors for items that match nothing]). What a folder walk
+    skipped (broken links, symlink loops, GIFs, other files) is appended to ``notes``, one line per folder."""
     found: list[tuple[Path, Path | None]] = []
     errors: list[str] = []
     seen: set[Path] = set()
@@ -88,11 +135,15 @@ def expand_inputs(items: list[str]) -> tuple[list[tuple[Path, Path | None]], lis
     for item in items:
         p = Path(item)
         if p.is_dir():
-            files = sorted(f for f in p.rglob("*") if f.is_file() and f.suffix.lower() in READ_EXTS and not _hidden(f, p))
+            files, skipped = walk_folder(p)
+            if skipped and notes is not None:
+                notes.append(skipped_note(item, skipped))
             if not files:
                 errors.append(f"{item}: folder has no images")
             for f in files:
                 add(f, p)
+        elif _link_problem(p):
+            errors.append(f"{item}: {_link_problem(p)}")
         elif p.exists():
             add(p, None)
         elif _GLOB_CHARS & set(item):
@@ -107,13 +158,28 @@ def expand_inputs(items: list[str]) -> tuple[list[tuple[Path, Path | None]], lis
     return found, errors
 
 
+def check_outputs_writable(jobs: list[Job]) -> None:
+    """Before any compute: every output folder exists (created if needed) and accepts a new file, and no
+    stale temp files of killed runs are left in it.
+
+    Raises:
+        UsageError: naming the first folder that cannot be written.
+    """
+    for folder in sorted({job.dst.parent for job in jobs}):
+        try:
+            check_writable(folder)
+        except OSError as exc:
+            raise UsageError(exc.strerror or str(exc)) from None
+        clean_stale_temps(folder)
+
+
 def _out_ext(src: Path, fmt: str | None) -> str:
     if fmt:
         ext = "." + fmt.lower().lstrip(".")
     else:
-        ext = src.suffix.lower() if src.suffix.lower() in WRITE_EXTS else ".png"
-    if ext not in WRITE_EXTS:
-        raise UsageError(f"unsupported output format '{ext}': use one of {', '.join(sorted(WRITE_EXTS))}")
+        ext = src.suffix.lower() if src.suffix.lower() in IMAGE_EXTS else ".png"
+    if ext not in IMAGE_EXTS:
+        raise UsageError(f"unsupported output format '{ext}': use one of {', '.join(sorted(IMAGE_EXTS))}")
     return ext
 
 
@@ -130,8 +196,8 @@ def plan_outputs(inputs: list[tuple[Path, Path | None]], output: str | None, fmt
         or not out.suffix
         or any(root for _, root in inputs)
     )
-    if out is not None and not to_dir and out.suffix.lower() not in WRITE_EXTS:
-        raise UsageError(f"-o {output}: unsupported output format; use one of {', '.join(sorted(WRITE_EXTS))}")
+    if out is not None and not to_dir and out.suffix.lower() not in IMAGE_EXTS:
+        raise UsageError(f"-o {output}: unsupported output format; use one of {', '.join(sorted(IMAGE_EXTS))}")
     if out is not None and to_dir and out.exists() and not out.is_dir():
         raise UsageError(f"-o {output} is a file but there are several inputs: pass a folder")
     for src, root in inputs:
@@ -139,7 +205,7 @@ def plan_outputs(inputs: list[tuple[Path, Path | None]], output: str | None, fmt
             dst = src.with_name(f"{src.stem}_color{_out_ext(src, fmt)}")
         elif to_dir:
             rel = src.relative_to(root) if root is not None else Path(src.name)
-            dst = (out / rel).with_suffix(_out_ext(src, fmt) if (fmt or src.suffix.lower() not in WRITE_EXTS) else src.suffix)
+            dst = (out / rel).with_suffix(_out_ext(src, fmt) if (fmt or src.suffix.lower() not in IMAGE_EXTS) else src.suffix)
         else:
             dst = out.with_suffix("." + fmt.lower().lstrip(".")) if fmt else out
             _out_ext(dst, None)
@@ -156,6 +222,96 @@ def plan_outputs(inputs: list[tuple[Path, Path | None]], output: str | None, fmt
     return jobs
 
 
+def _network_error(exc: BaseException) -> bool:
+    """Raised by ONNX Runtime (its own exception types, or any exception thrown from inside its package)."""
+    if type(exc).__module__.startswith("onnxruntime"):
+        return True
+    tb = exc.__traceback__
+    while tb is not None:
+        if f"{os.sep}onnxruntime{os.sep}" in tb.tb_frame.f_code.co_filename:
+            return True
+        tb = tb.tb_next
+    return False
+
+
+def _progress_bar(total: int, progress: bool):
+    if not progress:
+        return None
+    from tqdm import tqdm  # only for a terminal: its import costs start-up time
+
+    return tqdm(total=total, unit="img", desc="colorize", dynamic_ncols=True)
+
+
+@dataclass
+class _Run:
+    """The stages of one batch: ``read`` (decode + fit-mode network input) in a reader thread, ``compute``
+    (the network) in the calling thread, ``finish`` (recombine + encode + write) in writer threads."""
+
+    engine: object
+    opts: Options
+    report: Callable[[str], None]
+    bar: object = None
+    summary: Summary = field(default_factory=Summary)
+
+    @property
+    def fit(self) -> bool:
+        return self.opts.mode == "fit" and self.engine.method != "transfer"
+
+    def fail(self, job: Job, exc: BaseException) -> None:
+        self.summary.failed += 1
+        if isinstance(exc, ImageError):
+            msg = str(exc)
+        elif _network_error(exc):  # never ONNX Runtime's raw text: it names graph nodes, not the problem
+            msg = f"{job.src}: the network could not run on this image ({type(exc).__name__}); please report it"
+        else:
+            msg = f"{job.src}: {' '.join(str(exc).split()) or type(exc).__name__}"
+        self.summary.errors.append(msg)
+        (self.bar.write if self.bar is not None else self.report)(f"colorize-rt: error: {msg}")
+
+    def step(self) -> None:
+        if self.bar is not None:
+            self.bar.update(1)
+
+    def read(self, job: Job):
+        image = read_image(job.src, self.opts.max_pixels)
+        return image, self.engine.prepare_fit(image, self.opts.size) if self.fit else None
+
+    def compute(self, job: Job, read: Future):
+        """(image, network result) of a read job, or None when it failed (reported)."""
+        o = self.opts
+        try:
+            image, L_small = read.result()
+            if self.fit:
+                return image, self.engine.infer_fit(L_small, o.temperature)
+            kw = {"mode": o.mode, "size": o.size, "tile": o.tile, "overlap": o.overlap, "scale": o.scale}
+            return image, self.engine.colorize(image, temperature=o.temperature, reference=o.reference, **kw)
+        except Exception as exc:  # noqa: BLE001 - reported, the batch goes on
+            self.fail(job, exc)
+            self.step()
+            return None
+
+    def finish(self, job: Job, image, result) -> None:
+        if self.fit and not self.opts.side_by_side and image.alpha is None:
+            bgr = recombine_bgr(image, result)  # the 8-bit table path, in the encoder's channel order
+            if bgr is not None:
+                write_bgr(bgr, job.dst, quality=self.opts.quality)
+                return
+        colour = self.engine.finish_fit(image, result) if self.fit else result
+        if self.opts.side_by_side:
+            colour = side_by_side(gray_of(image), colour)
+        write_image(colour, job.dst, quality=self.opts.quality)
+
+    def drain(self, writes: deque, keep: int) -> None:
+        while len(writes) > keep:
+            job, fut = writes.popleft()
+            try:
+                fut.result()
+                self.summary.done += 1
+            except Exception as exc:  # noqa: BLE001 - reported, the batch goes on
+                self.fail(job, exc)
+            self.step()
+
+
 def run_batch(
     jobs: list[Job],
     engine,
@@ -165,92 +321,50 @@ def run_batch(
     progress: bool = True,
     prefetch: int = 2,
 ) -> Summary:
-    """Colorize ``jobs`` with ``engine``; failures are reported (one line each) and counted."""
-    from tqdm import tqdm
+    """Colorize ``jobs`` with ``engine``; failures are reported (one line each) and counted.
 
-    summary = Summary()
+    Decoding runs ``prefetch`` images ahead in a reader thread, the network in the calling thread and
+    recombination + encoding in one writer thread per core, so all cores work across images.
+
+    Args:
+        jobs: (input, output) pairs, as ``plan_outputs`` makes them.
+        engine: a ``Colorizer`` (``prepare_fit`` / ``infer_fit`` / ``finish_fit`` / ``colorize``).
+        opts: the run's options.
+        report: where one-line messages go (without a progress bar).
+        progress: show a progress bar (tqdm).
+        prefetch: images decoded ahead of the network.
+
+    Returns:
+        The ``Summary`` (counts, errors, seconds).
+    """
     t0 = time.perf_counter()
-    todo = []
-    for job in jobs:
-        if opts.skip_existing and job.dst.exists():
-            summary.skipped += 1
-        else:
-            todo.append(job)
-    fit = opts.mode == "fit" and engine.method != "transfer"
-    bar = tqdm(total=len(todo), disable=not progress, unit="img", desc="colorize", dynamic_ncols=True)
-
-    def fail(job: Job, exc: BaseException) -> None:
-        summary.failed += 1
-        msg = str(exc) if isinstance(exc, ImageError) else f"{job.src}: {' '.join(str(exc).split()) or type(exc).__name__}"
-        summary.errors.append(msg)
-        (bar.write if progress else report)(f"colorize-rt: error: {msg}")
-
-    def read(job: Job):
-        image = read_image(job.src, opts.max_pixels)
-        return image, engine.prepare_fit(image, opts.size) if fit else None
-
-    def finish(job: Job, image, ab):
-        colour = engine.finish_fit(image, ab) if fit else ab
-        if opts.side_by_side:
-            colour = side_by_side(gray_of(image), colour)
-        write_image(colour, job.dst, quality=opts.quality)
-
-    readers = ThreadPoolExecutor(1, thread_name_prefix="colorize-read")
-    writers = ThreadPoolExecutor(1, thread_name_prefix="colorize-write")
+    todo = [job for job in jobs if not (opts.skip_existing and job.dst.exists())]
+    run = _Run(engine, opts, report, _progress_bar(len(todo), progress))
+    run.summary.skipped = len(jobs) - len(todo)
+    n_writers = max(1, min(4, os.cpu_count() or 1))
+    pending = deque(todo)
     reads: deque[tuple[Job, Future]] = deque()
     writes: deque[tuple[Job, Future]] = deque()
-
-    def drain_writes(keep: int) -> None:
-        while len(writes) > keep:
-            wjob, fut = writes.popleft()
-            try:
-                fut.result()
-                summary.done += 1
-            except Exception as exc:  # noqa: BLE001 - reported, the batch goes on
-                fail(wjob, exc)
-            bar.update(1)
-
-    pending = iter(todo)
-    try:
-        for job in pending:
-            reads.append((job, readers.submit(read, job)))
-            if len(reads) > prefetch:
-                break
-        while reads:
-            job, fut = reads.popleft()
-            nxt = next(pending, None)
-            if nxt is not None:
-                reads.append((nxt, readers.submit(read, nxt)))
-            try:
-                image, L_small = fut.result()
-                if fit:
-                    result = engine.infer_fit(L_small, opts.temperature)
-                else:
-                    result = engine.colorize(
-                        image,
-                        temperature=opts.temperature,
-                        mode=opts.mode,
-                        size=opts.size,
-                        tile=opts.tile,
-                        overlap=opts.overlap,
-                        scale=opts.scale,
-                        reference=opts.reference,
-                    )
-            except Exception as exc:  # noqa: BLE001
-                fail(job, exc)
-                bar.update(1)
-                continue
-            writes.append((job, writers.submit(finish, job, image, result)))
-            del image, result
-            drain_writes(keep=1)
-        drain_writes(keep=0)
-    finally:
-        for _, fut in reads:
-            fut.cancel()
-        for _, fut in writes:
-            fut.cancel()
-        readers.shutdown(wait=True, cancel_futures=True)
-        writers.shutdown(wait=True, cancel_futures=True)
-        bar.close()
-    summary.seconds = time.perf_counter() - t0
-    return summary
+    with (
+        ThreadPoolExecutor(1, thread_name_prefix="colorize-read") as readers,
+        ThreadPoolExecutor(n_writers, thread_name_prefix="colorize-write") as writers,
+    ):
+        try:
+            while pending or reads:
+                while pending and len(reads) <= prefetch:
+                    job = pending.popleft()
+                    reads.append((job, readers.submit(run.read, job)))
+                job, fut = reads.popleft()
+                done = run.compute(job, fut)
+                if done is not None:
+                    writes.append((job, writers.submit(run.finish, job, *done)))
+                del done, fut
+                run.drain(writes, keep=n_writers)
+            run.drain(writes, keep=0)
+        finally:
+            for _, fut in (*reads, *writes):
+                fut.cancel()
+            if run.bar is not None:
+                run.bar.close()
+    run.summary.seconds = time.perf_counter() - t0
+    return run.summary

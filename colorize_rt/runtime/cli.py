@@ -1,4 +1,6 @@
-"""``colorize-rt``: colorize images with the shipped model (or any exported one); never imports torch.
+"""The runtime's command (the ``colorize-rt`` command without its ``serve`` subcommand): colorize images
+with the shipped model (or any exported one); never imports torch. ``colorize_rt.cli`` adds the
+``serve`` subcommand and the result cache's ``--info`` section, which live in higher layers.
 
 Exit codes: 0 all done (or skipped), 1 at least one input failed, 2 usage errors, 130 interrupted.
 """
@@ -6,19 +8,29 @@ Exit codes: 0 all done (or skipped), 1 at least one input failed, 2 usage errors
 from __future__ import annotations
 
 import json
+import os
 import signal
 import sys
+from collections.abc import Callable
 
 import click
 
 from .. import __version__
+from ..core.constants import DEFAULT_T
+from ..core.files import IMAGE_EXTS
 from ..core.lazy import available
+from .api import METHODS, MODES
 from .backends import BACKENDS, BackendError, available_backends, ort_providers
-from .batch import Options, UsageError, expand_inputs, plan_outputs, run_batch
+from .batch import Options, UsageError, check_outputs_writable, expand_inputs, plan_outputs, run_batch
 from .images import DEFAULT_MAX_PIXELS, ImageError, read_image
-from .models import ModelError
+from .limits import OVERLAP, QUALITY, SCALE, SIZE, TEMPERATURE, TILE
+from .selfcheck import int8_dot_path, int8_path_description
+from .shipped_models import ModelError
 
 PROG = "colorize-rt"
+
+# An extra ``--info`` section from a higher layer: key -> (collect() -> dict, format(dict) -> text).
+InfoSections = dict[str, tuple[Callable[[], dict], Callable[[dict], str]]]
 
 
 def _say(msg: str) -> None:
@@ -29,7 +41,18 @@ def _usage(msg: str) -> None:
     raise click.UsageError(msg)
 
 
-def info_dict(engine=None, model: str = "default", error: str | None = None) -> dict:
+def info_dict(colorizer=None, model: str = "default", error: str | None = None, sections: InfoSections | None = None) -> dict:
+    """What ``--info`` prints: versions, backends, the model (or why it cannot be opened) and extra sections.
+
+    Args:
+        colorizer: an open ``Colorizer`` (``None``: report ``error`` for ``model`` instead).
+        model: the model name asked for.
+        error: why the model could not be opened.
+        sections: extra sections from higher layers (see ``InfoSections``).
+
+    Returns:
+        A JSON-serialisable dict.
+    """
     import onnxruntime as ort
 
     out = {
@@ -39,18 +62,18 @@ def info_dict(engine=None, model: str = "default", error: str | None = None) -> 
         "backends_available": available_backends(),
         "tensorrt_importable": available("tensorrt"),
         "cuda_python_importable": available("cuda.bindings") or available("cuda.cudart"),
+        "cpu_int8_path": {"path": int8_dot_path(), "description": int8_path_description()},
     }
-    if engine is not None:
-        out.update(engine.info())
+    if colorizer is not None:
+        out.update(colorizer.info())
     else:
         out["model"] = {"name": model, "error": error}
-    from ..serve.cache import cache_info
-
-    out["cache"] = cache_info()
+    for key, (collect, _) in (sections or {}).items():
+        out[key] = collect()
     return out
 
 
-def _print_info(d: dict) -> None:
+def _print_info(d: dict, sections: InfoSections | None = None) -> None:
     model = d.get("model", {})
     lines = [
         f"colorize-rt {d['colorize_rt']}  (onnxruntime {d['onnxruntime']})",
@@ -73,12 +96,19 @@ def _print_info(d: dict) -> None:
                 f"sha256: {model['sha256']}",
                 f"precision: {model['precision']}   size: {model['size_bytes'] / 1e6:.2f} MB",
                 "metadata:",
-            ] + [f"  {k}: {v}" for k, v in sorted(model["metadata"].items())]
-    if "cache" in d:
-        from ..serve.cache import format_cache_info
-
-        lines.append(format_cache_info(d["cache"]))
+            ] + [f"  {k}: {_short_metadata(v)}" for k, v in sorted(model["metadata"].items())]
+    cpu = d.get("cpu_int8_path") or {}
+    lines.append(f"CPU INT8 path: {cpu.get('path')} ({cpu.get('description')})")
+    lines += [f"self-check: {v['line']}" for v in d.get("selfcheck", [])]
+    lines += [f"note: {n}" for n in d.get("notes", [])]
+    for key, (_, fmt) in (sections or {}).items():
+        lines.append(fmt(d[key]))
     click.echo("\n".join(lines))
+
+
+def _short_metadata(value: str, limit: int = 160) -> str:
+    """Long metadata values (the self-check probe: ~11 KB of base64) are cut, with their length."""
+    return value if len(value) <= limit else f"{value[:limit]}... ({len(value):,} characters)"
 
 
 @click.command(name=PROG, context_settings={"help_option_names": ["-h", "--help"]})
@@ -87,7 +117,7 @@ def _print_info(d: dict) -> None:
 @click.option(
     "--format",
     "fmt",
-    type=click.Choice(["png", "jpg", "jpeg", "webp", "tif", "tiff", "bmp"]),
+    type=click.Choice(sorted(ext.lstrip(".") for ext in IMAGE_EXTS)),
     help="Output format / extension (default: the input's).",
 )
 @click.option(
@@ -99,31 +129,31 @@ def _print_info(d: dict) -> None:
 @click.option("--backend", type=click.Choice(BACKENDS), default="auto", show_default=True)
 @click.option(
     "--method",
-    type=click.Choice(["classification", "l2", "transfer"]),
+    type=click.Choice(METHODS),
     default="classification",
     show_default=True,
     help="'transfer': model-free Reinhard colour transfer from --reference.",
 )
 @click.option("--reference", type=click.Path(dir_okay=False), help="Reference colour image for --method transfer.")
-@click.option("--mode", type=click.Choice(["fit", "tiled"]), default="fit", show_default=True)
+@click.option("--mode", type=click.Choice(MODES), default="fit", show_default=True)
 @click.option(
     "--size",
-    type=click.IntRange(16, 4096),
+    type=click.IntRange(*SIZE.range),
     default=256,
     show_default=True,
     help="fit mode: network input size (longer side).",
 )
-@click.option("--tile", type=click.IntRange(32, 4096), default=512, show_default=True, help="tiled mode: tile size.")
+@click.option("--tile", type=click.IntRange(*TILE.range), default=512, show_default=True, help="tiled mode: tile size.")
 @click.option(
     "--overlap",
-    type=click.IntRange(0, 2048),
+    type=click.IntRange(*OVERLAP.range),
     default=64,
     show_default=True,
     help="tiled mode: tile overlap (feather-blended).",
 )
 @click.option(
     "--scale",
-    type=click.FloatRange(0.01, 1.0),
+    type=SCALE.click_type(),
     default=1.0,
     show_default=True,
     help="tiled mode: scale of the image the tiles are cut from.",
@@ -131,8 +161,8 @@ def _print_info(d: dict) -> None:
 @click.option(
     "--temperature",
     "-T",
-    type=click.FloatRange(0.01, 10.0),
-    help="Annealed-mean temperature (default: the model's, 0.38).",
+    type=TEMPERATURE.click_type(),
+    help=f"Annealed-mean temperature (default: the model's, {DEFAULT_T}).",
 )
 @click.option("--side-by-side", is_flag=True, help="Write gray | colour.")
 @click.option("--skip-existing", is_flag=True, help="Skip inputs whose output already exists.")
@@ -144,7 +174,7 @@ def _print_info(d: dict) -> None:
     help="Refuse images declaring more pixels (decompression-bomb guard); 0 = no limit.",
 )
 @click.option("--threads", type=click.IntRange(0), default=0, help="CPU threads for ONNX Runtime (0 = all).")
-@click.option("--quality", type=click.IntRange(1, 100), default=95, show_default=True, help="JPEG/WebP quality.")
+@click.option("--quality", type=click.IntRange(*QUALITY.range), default=95, show_default=True, help="JPEG/WebP quality.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar or summary.")
 @click.option("--info", "show_info", is_flag=True, help="Print backends, model, precision and metadata; exit.")
 @click.option("--json", "as_json", is_flag=True, help="With --info: print JSON.")
@@ -173,12 +203,15 @@ def cli(
     as_json,
 ):
     """Colorize grayscale photos: colorize-rt photo.jpg  |  colorize-rt photos/ -o out/"""
-    from .api import Engine
+    from .api import Colorizer
 
     max_side = max(size, tile) if mode == "tiled" else size
     if show_info:
+        sections = click.get_current_context().obj
+        os.environ.setdefault("COLORIZE_RT_ORT_CACHE", "read")  # --info writes no cache (runtime/ort_cache.py)
+        os.environ.setdefault("COLORIZE_RT_SELFCHECK_CACHE", "read")  # ... nor self-check verdicts (runtime/selfcheck.py)
         try:
-            engine = Engine(
+            colorizer = Colorizer(
                 model,
                 backend,
                 method if method != "transfer" else "classification",
@@ -186,13 +219,13 @@ def cli(
                 max_side=max_side,
                 warn=_say,
             )
-            d = info_dict(engine)
+            d = info_dict(colorizer, sections=sections)
         except (ModelError, BackendError) as exc:
-            d = info_dict(None, model, str(exc))
+            d = info_dict(None, model, str(exc), sections=sections)
         if as_json:
             click.echo(json.dumps(d, indent=2, default=str))
         else:
-            _print_info(d)
+            _print_info(d, sections)
         return 0
     if not inputs:
         _usage("no inputs: pass image files, folders or globs (or --info)")
@@ -209,16 +242,20 @@ def cli(
     elif reference:
         _usage("--reference is only used with --method transfer")
 
-    found, missing = expand_inputs(list(inputs))
+    notes: list[str] = []
+    found, missing = expand_inputs(list(inputs), notes)
     try:
         jobs = plan_outputs(found, output, fmt, many=len(inputs) > 1)
+        check_outputs_writable(jobs)  # before any compute; also removes temp files of killed runs
     except UsageError as exc:
         _usage(str(exc))
     try:
-        engine = Engine(model, backend, method, threads, max_side=max_side, warn=_say)
+        colorizer = Colorizer(model, backend, method, threads, max_side=max_side, warn=_say)
     except (ModelError, BackendError) as exc:
         _usage(str(exc))
 
+    for msg in notes:
+        _say(f"{PROG}: {msg}")
     for msg in missing:
         _say(f"{PROG}: error: {msg}")
     opts = Options(
@@ -235,8 +272,8 @@ def cli(
         reference=ref_image,
     )
     progress = not quiet and sys.stderr.isatty()
-    with engine:
-        summary = run_batch(jobs, engine, opts, report=_say, progress=progress)
+    with colorizer:
+        summary = run_batch(jobs, colorizer, opts, report=_say, progress=progress)
     summary.failed += len(missing)
     if not quiet:
         _say(summary.line())
@@ -247,15 +284,22 @@ def _on_sigterm(signum, frame):  # let atomic writes clean up their temp files, 
     raise KeyboardInterrupt
 
 
-def main(argv: list[str] | None = None) -> None:
+def interrupt_on_sigterm() -> None:
+    """Make SIGTERM act as Ctrl-C (KeyboardInterrupt), so in-flight atomic writes clean up and exit 130."""
     signal.signal(signal.SIGTERM, _on_sigterm)
-    argv = sys.argv[1:] if argv is None else argv
-    if argv[:1] == ["serve"]:  # `colorize-rt serve --ui gradio|streamlit` (colorize_rt.serve)
-        from ..serve.cli import serve_main
 
-        sys.exit(serve_main(argv[1:], prog_name=f"{PROG} serve"))
+
+def main(argv: list[str] | None = None, info_sections: InfoSections | None = None) -> None:
+    """Run the command and exit with its code (``colorize_rt.cli.main`` is the installed entry point).
+
+    Args:
+        argv: arguments (default ``sys.argv[1:]``).
+        info_sections: extra ``--info`` sections from higher layers.
+    """
+    interrupt_on_sigterm()
+    argv = sys.argv[1:] if argv is None else argv
     try:
-        rv = cli.main(args=argv, prog_name=PROG, standalone_mode=False)
+        rv = cli.main(args=argv, prog_name=PROG, standalone_mode=False, obj=info_sections or {})
     except click.UsageError as exc:
         _say(f"{PROG}: error: {exc.format_message()}")
         sys.exit(2)
@@ -265,7 +309,3 @@ def main(argv: list[str] | None = None) -> None:
     except BrokenPipeError:
         sys.exit(1)
     sys.exit(rv if isinstance(rv, int) else 0)
-
-
-if __name__ == "__main__":
-    main()

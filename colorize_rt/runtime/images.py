@@ -22,10 +22,9 @@ import numpy as np
 from PIL import Image, ImageFile, UnidentifiedImageError
 
 from ..core.atomic import atomic_path
+from ..core.files import IMAGE_EXTS
 
 DEFAULT_MAX_PIXELS = 200_000_000
-READ_EXTS = {".png", ".jpg", ".jpeg", ".webp", ".tif", ".tiff", ".bmp"}
-WRITE_EXTS = {".png", ".jpg", ".jpeg", ".webp", ".tif", ".tiff", ".bmp"}
 _SIXTEEN_BIT_EXTS = {".png", ".tif", ".tiff"}
 _ALPHA_EXTS = {".png", ".tif", ".tiff", ".webp"}
 
@@ -41,9 +40,9 @@ class ImageError(ValueError):
 
 @dataclass
 class DecodedImage:
-    """Pixels as decoded: ``rgb`` (H, W, 3) uint8 or uint16 (gray inputs replicated), optional ``alpha``
-    (H, W) of the same dtype, ``bit_depth`` 8 or 16, ``source`` (path or name), ``gray`` if the input
-    had no colour channels."""
+    """Pixels as decoded: ``rgb`` (H, W, 3) uint8 or uint16 (gray inputs: a read-only view of one plane,
+    see ``gray3``), optional ``alpha`` (H, W) of the same dtype, ``bit_depth`` 8 or 16, ``source`` (path
+    or name), ``gray`` if the input had no colour channels."""
 
     rgb: np.ndarray
     alpha: np.ndarray | None = None
@@ -87,6 +86,12 @@ def _orient(arr: np.ndarray, orientation: int) -> np.ndarray:
     return np.ascontiguousarray(op(arr)) if op else arr
 
 
+def gray3(plane: np.ndarray) -> np.ndarray:
+    """A gray plane (H, W) as the (H, W, 3) ``rgb`` of a ``DecodedImage``: a read-only view of the one
+    plane (no copy; ``rgb[..., 0]`` is the plane itself)."""
+    return np.broadcast_to(plane[..., None], (*plane.shape, 3))
+
+
 def _is_16bit(im: Image.Image) -> bool:
     if im.mode in ("I;16", "I;16B", "I;16L", "I;16N"):
         return True
@@ -101,12 +106,12 @@ def _from_pillow(im: Image.Image) -> tuple[np.ndarray, np.ndarray | None, int, b
         if mode == "I":
             g = np.clip(g, 0, 65535)
         g = g.astype(np.uint16)
-        return np.repeat(g[..., None], 3, axis=-1), None, 16, True
+        return gray3(g), None, 16, True
     if mode == "F":
         g = np.asarray(im, dtype=np.float32)
         scale = 255.0 if float(np.nanmax(g, initial=0.0)) <= 1.0 else 1.0
         g = np.clip(np.nan_to_num(g) * scale, 0, 255).round().astype(np.uint8)
-        return np.repeat(g[..., None], 3, axis=-1), None, 8, True
+        return gray3(g), None, 8, True
     if mode == "P":
         has_alpha = "transparency" in im.info or im.palette is not None and im.palette.mode == "RGBA"
         im = im.convert("RGBA" if has_alpha else "RGB")
@@ -118,7 +123,7 @@ def _from_pillow(im: Image.Image) -> tuple[np.ndarray, np.ndarray | None, int, b
         arr = np.asarray(im.convert("LA") if mode == "LA" else im.convert("L"))
         g = arr[..., 0] if mode == "LA" else arr
         alpha = np.ascontiguousarray(arr[..., 1]) if mode == "LA" else None
-        return np.repeat(g[..., None], 3, axis=-1), alpha, 8, True
+        return gray3(g), alpha, 8, True
     if mode in ("RGBA", "RGBa"):
         arr = np.asarray(im.convert("RGBA") if mode == "RGBa" else im)
         return np.ascontiguousarray(arr[..., :3]), np.ascontiguousarray(arr[..., 3]), 8, False
@@ -136,21 +141,117 @@ def _from_opencv(data: bytes) -> tuple[np.ndarray, np.ndarray | None, int, bool]
     if arr.dtype not in (np.uint8, np.uint16):
         raise ImageError(f"unsupported sample type {arr.dtype}")
     if arr.ndim == 2:
-        return np.repeat(arr[..., None], 3, axis=-1), None, depth, True
+        return gray3(arr), None, depth, True
     c = arr.shape[2]
     if c == 1:
-        return np.repeat(arr, 3, axis=-1), None, depth, True
+        return gray3(arr[..., 0]), None, depth, True
     if c == 2:
-        return np.repeat(arr[..., :1], 3, axis=-1), np.ascontiguousarray(arr[..., 1]), depth, True
+        return gray3(arr[..., 0]), np.ascontiguousarray(arr[..., 1]), depth, True
     rgb = np.ascontiguousarray(arr[..., 2::-1])
     alpha = np.ascontiguousarray(arr[..., 3]) if c == 4 else None
     return rgb, alpha, depth, False
 
 
-def read_image(path_or_bytes, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> DecodedImage:
+# Formats whose extra frames are separate pictures: refused rather than silently keeping frame 1. (MPO, the
+# multi-picture JPEG many cameras write, is not listed: its first frame is the photo, the rest previews.)
+_MULTI_FRAME = {
+    "GIF": ("animated GIF", "frames", "ffmpeg -i in.gif frame%03d.png"),
+    "PNG": ("animated PNG", "frames", "ffmpeg -i in.png frame%03d.png"),
+    "WEBP": ("animated WebP", "frames", "ffmpeg -i in.webp frame%03d.png"),
+    "TIFF": ("multi-page TIFF", "pages", "tiffsplit in.tif page-"),
+}
+LIMIT_HINT = "raise --max-pixels to allow it"
+
+
+@dataclass(frozen=True)
+class ImageHeader:
+    """What the header says, before any pixel is decoded: ``width``, ``height``, ``bit_depth`` (8/16),
+    ``channels`` (1 gray, 3 colour, 4 with alpha) and the Pillow ``format``."""
+
+    width: int
+    height: int
+    bit_depth: int
+    channels: int
+    format: str | None
+
+    @property
+    def pixels(self) -> int:
+        return self.width * self.height
+
+
+def _check_header(im: Image.Image, max_pixels: int | None, limit_hint: str) -> ImageHeader:
+    """Canvas limit (decompression-bomb guard), empty canvas and multi-frame checks on an opened image."""
+    w, h = im.size
+    if max_pixels and max_pixels > 0 and w * h > max_pixels:
+        raise ImageError(
+            f"declares a {w}x{h} canvas ({w * h / 1e6:.0f} MP), over the {max_pixels / 1e6:g} MP limit "
+            f"(possible decompression bomb); {limit_hint}"
+        )
+    if w < 1 or h < 1:
+        raise ImageError(f"empty canvas {w}x{h}")
+    if im.format in _MULTI_FRAME and getattr(im, "is_animated", False):
+        kind, unit, how = _MULTI_FRAME[im.format]
+        raise ImageError(
+            f"is {'an' if kind[0] in 'aeiou' else 'a'} {kind} ({getattr(im, 'n_frames', '?')} {unit}); "
+            f"only single still images are colorized: extract the one you want first (e.g. {how})"
+        )
+    bands = len(im.getbands()) if im.mode != "P" else 4 if "transparency" in im.info else 3
+    return ImageHeader(w, h, 16 if _is_16bit(im) else 8, bands, im.format)
+
+
+def image_header(data: bytes, max_pixels: int | None = DEFAULT_MAX_PIXELS, limit_hint: str = LIMIT_HINT) -> ImageHeader:
+    """Read and check the header of encoded image bytes without decoding pixels (cheap, bounded).
+
+    Args:
+        data: the encoded image.
+        max_pixels: canvas limit (None or <= 0: no limit).
+        limit_hint: how the user raises the limit, appended to the over-limit message.
+
+    Returns:
+        The :class:`ImageHeader`.
+
+    Raises:
+        ImageError: not an image, over the limit, empty, or several frames/pages (one line).
+    """
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            with Image.open(io.BytesIO(data)) as im:
+                return _check_header(im, max_pixels, limit_hint)
+    except ImageError:
+        raise
+    except UnidentifiedImageError:
+        raise ImageError("not a recognised image file") from None
+    except (OSError, SyntaxError, ValueError, EOFError) as exc:
+        msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise ImageError(f"cannot decode ({msg})") from None
+
+
+def _gray_jpeg(im: Image.Image, data: bytes) -> np.ndarray | None:
+    """A complete 8-bit gray JPEG decoded by OpenCV (faster than Pillow, no copy to three planes); None
+    for anything else, or a file without its end marker (Pillow then reports the truncation)."""
+    if im.format != "JPEG" or im.mode != "L" or not data.rstrip(b"\0").endswith(b"\xff\xd9"):
+        return None
+    return cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_GRAYSCALE | cv2.IMREAD_IGNORE_ORIENTATION)
+
+
+def _decode(im: Image.Image, data: bytes, sixteen: bool) -> tuple[np.ndarray, np.ndarray | None, int, bool]:
+    """Pixels of an opened image: (rgb, alpha, bit_depth, gray)."""
+    if sixteen and im.mode not in ("I;16", "I;16B", "I;16L", "I;16N", "I"):
+        return _from_opencv(data)
+    g = _gray_jpeg(im, data)
+    if g is not None:
+        return gray3(g), None, 8, True
+    im.load()
+    return _from_pillow(im)
+
+
+def read_image(path_or_bytes, max_pixels: int | None = DEFAULT_MAX_PIXELS, limit_hint: str = LIMIT_HINT) -> DecodedImage:
     """Decode a file path or encoded bytes. Raises ``ImageError`` (one-line message) for bad input.
 
-    ``max_pixels`` (None or <= 0: no limit) is checked against the header before decoding.
+    ``max_pixels`` (None or <= 0: no limit) is checked against the header before decoding; ``limit_hint``
+    (how this entry point raises the limit) ends the over-limit message. Animated GIF/PNG/WebP and
+    multi-page TIFF files are refused with a message (only frame 1 would be colorized otherwise).
     """
     name = _name(path_or_bytes)
     try:
@@ -168,41 +269,32 @@ def read_image(path_or_bytes, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> De
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # e.g. "Truncated File Read" / palette-transparency warnings
             with Image.open(io.BytesIO(data)) as im:
-                w, h = im.size
-                if max_pixels and max_pixels > 0 and w * h > max_pixels:
-                    raise ImageError(
-                        f"declares a {w}x{h} canvas ({w * h / 1e6:.0f} MP), "
-                        f"over the {max_pixels / 1e6:g} MP limit "
-                        f"(possible decompression bomb); raise --max-pixels to allow it"
-                    )
-                if w < 1 or h < 1:
-                    raise ImageError(f"empty canvas {w}x{h}")
-                sixteen = _is_16bit(im)  # before getexif(): for PNG it loads the pixels and drops the tiles
+                # before getexif(): for PNG it loads the pixels and drops the tiles _is_16bit reads
+                sixteen = _check_header(im, max_pixels, limit_hint).bit_depth == 16
                 orientation = 1
                 try:
                     orientation = int(im.getexif().get(0x0112, 1) or 1)
                 except Exception:  # noqa: BLE001 - a broken EXIF block must not stop decoding
                     orientation = 1
                 fmt = im.format
-                if sixteen and im.mode not in ("I;16", "I;16B", "I;16L", "I;16N", "I"):
-                    rgb, alpha, depth, gray = _from_opencv(data)
-                else:
-                    im.load()
-                    rgb, alpha, depth, gray = _from_pillow(im)
+                rgb, alpha, depth, gray = _decode(im, data, sixteen)
         del data
     except ImageError as exc:
         raise ImageError(f"{name}: {exc}") from None
     except UnidentifiedImageError:
         raise ImageError(f"{name}: not a recognised image file") from None
     except Image.DecompressionBombError as exc:  # not reached with MAX_IMAGE_PIXELS = None; kept as a guard
-        raise ImageError(f"{name}: {exc}; raise --max-pixels to allow it") from None
+        raise ImageError(f"{name}: {exc}; {limit_hint}") from None
     except (OSError, SyntaxError, ValueError, EOFError) as exc:
         msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise ImageError(f"{name}: cannot decode ({msg})") from None
-    rgb = _orient(rgb, orientation)
+    if gray:  # one plane, oriented and kept as a view (3x less memory and copying than three planes)
+        rgb = gray3(_orient(np.ascontiguousarray(rgb[..., 0]), orientation))
+    else:
+        rgb = np.ascontiguousarray(_orient(rgb, orientation))
     alpha = _orient(alpha, orientation) if alpha is not None else None
     return DecodedImage(
-        rgb=np.ascontiguousarray(rgb),
+        rgb=rgb,
         alpha=alpha,
         bit_depth=depth,
         source=name,
@@ -229,10 +321,29 @@ def to_bgr_for_write(image: DecodedImage, ext: str) -> np.ndarray:
 def write_image(image: DecodedImage, path: str | Path, *, quality: int = 95) -> Path:
     """Write ``image`` atomically; the format follows the extension. Returns the path."""
     path = Path(path)
+    return write_bgr(to_bgr_for_write(image, _write_ext(path)), path, quality=quality)
+
+
+def _write_ext(path: Path) -> str:
     ext = path.suffix.lower()
-    if ext not in WRITE_EXTS:
-        raise ImageError(f"{path}: unsupported output format {ext or '(none)'}; use one of {sorted(WRITE_EXTS)}")
-    arr = to_bgr_for_write(image, ext)
+    if ext not in IMAGE_EXTS:
+        raise ImageError(f"{path}: unsupported output format {ext or '(none)'}; use one of {sorted(IMAGE_EXTS)}")
+    return ext
+
+
+def write_bgr(arr: np.ndarray, path: str | Path, *, quality: int = 95) -> Path:
+    """Write pixels already in OpenCV's layout (gray (H, W), BGR or BGRA, uint8 or uint16) atomically.
+
+    Args:
+        arr: the pixels, as ``to_bgr_for_write`` makes them for the path's format.
+        path: output file; the format follows the extension.
+        quality: JPEG / WebP quality.
+
+    Returns:
+        The path.
+    """
+    path = Path(path)
+    ext = _write_ext(path)
     params: list[int] = []
     if ext in (".jpg", ".jpeg"):
         params = [cv2.IMWRITE_JPEG_QUALITY, quality]

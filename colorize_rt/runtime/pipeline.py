@@ -1,7 +1,9 @@
 """The colorization pipeline around a network: pure numpy/OpenCV functions, no runner state.
 
 * ``fit`` mode: downscale the image to the network size, predict ab there, upsample ab to full resolution
-  and recombine with the full-resolution L* in row strips (no full-resolution float image is ever held).
+  and recombine with the full-resolution L* in row strips (no full-resolution float image is ever held);
+  8-bit gray photos of a megapixel or more go through the table path of ``compose`` (no float maths per
+  pixel).
 * ``tiled`` mode: run the network on overlapping tiles at a chosen scale, feather-blend ab across the
   overlaps in a rolling band of rows, and emit finished output rows as soon as they are final, so memory
   is bounded by the band (tile height x width) plus the uint8/uint16 input and output images.
@@ -14,49 +16,37 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
-from functools import lru_cache
 
 import cv2
 import numpy as np
 
-from ..core.color import Y_FROM_LINEAR_RGB, l_from_y, l_to_gray_rgb, srgb_to_linear
-from ..core.constants import NET_MULTIPLE
+from ..core.color import l_to_gray_rgb
+from ..core.constants import NET_MIN_SIDE, NET_MULTIPLE
 from ..core.netinput import pad_to_multiple
+from .compose import Palette, ab_pairs, gray_table_pixels, l_star, lab_to_pixels
 from .images import DecodedImage
 
 Predict = Callable[[np.ndarray], np.ndarray]
-STRIP_ROWS = 256  # rows recombined at a time at full resolution
+STRIP_ROWS = 256  # rows recombined at a time at full resolution (float path)
+TABLE_STRIP_ROWS = 64  # rows per step of the table path: its map and output stay in the L2 cache
+TABLE_MIN_PIXELS = 1_000_000  # smaller 8-bit gray images take the float path (fewer new table rows)
 
 
 # -- colour helpers -------------------------------------------------------------------------------------
-@lru_cache(maxsize=2)
-def _linear_lut(bit_depth: int) -> np.ndarray:
-    n = 65536 if bit_depth == 16 else 256
-    return srgb_to_linear(np.arange(n, dtype=np.float32) / (n - 1))
+def gray_plane(image: DecodedImage) -> np.ndarray:
+    """The one channel of a gray image (H, W), contiguous (no copy when decoding kept it as one plane)."""
+    return np.ascontiguousarray(image.rgb[..., 0])
 
 
-def l_star(rgb: np.ndarray, gray: bool = False) -> np.ndarray:
-    """CIE L* (H, W) float32 of sRGB uint8/uint16 pixels (H, W, 3) (not gray x 100 / 255)."""
-    lut = _linear_lut(16 if rgb.dtype == np.uint16 else 8)
-    if gray:
-        return l_from_y(lut[rgb[..., 0]])
-    lin = lut[rgb]
-    return l_from_y(lin @ Y_FROM_LINEAR_RGB)
-
-
-def lab_to_pixels(L: np.ndarray, ab_hw2: np.ndarray, dtype) -> np.ndarray:
-    """L (H, W) + ab (H, W, 2) -> sRGB (H, W, 3) uint8/uint16, gamut-clipped."""
-    lab = np.concatenate([L[..., None], ab_hw2], axis=-1).astype(np.float32, copy=False)
-    rgb = cv2.cvtColor(lab, cv2.COLOR_Lab2RGB)
-    top = 65535.0 if dtype == np.uint16 else 255.0
-    np.clip(rgb, 0.0, 1.0, out=rgb)
-    rgb *= top
-    rgb += 0.5
-    return rgb.astype(dtype)
+def uses_table(image: DecodedImage) -> bool:
+    """Whether the 8-bit table path recombines this image (8-bit gray, large enough to repay its rows)."""
+    return image.gray and image.rgb.dtype == np.uint8 and image.height * image.width >= TABLE_MIN_PIXELS
 
 
 def gray_of(image: DecodedImage) -> DecodedImage:
     """The image's L* rendered as gray (for --side-by-side), computed in strips."""
+    if image.gray:  # a gray image is its own L* rendering
+        return image
     out = np.empty_like(image.rgb)
     top = image.max_value
     for y0 in range(0, image.height, STRIP_ROWS):
@@ -73,24 +63,32 @@ def fit_shape(h: int, w: int, size: int) -> tuple[int, int]:
 
 
 def resize_pixels(rgb: np.ndarray, h: int, w: int) -> np.ndarray:
-    if rgb.shape[:2] == (h, w):
+    """Resize pixels to (h, w): area averaging to shrink (in two steps for large factors: first by the
+    largest integer k <= half the factor dividing both sides, OpenCV's fast path), bicubic to enlarge."""
+    H, W = rgb.shape[:2]
+    if (H, W) == (h, w):
         return rgb
-    shrink = h * w < rgb.shape[0] * rgb.shape[1]
-    return cv2.resize(rgb, (w, h), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_CUBIC)
+    if h * w >= H * W:
+        return cv2.resize(rgb, (w, h), interpolation=cv2.INTER_CUBIC)
+    kmax = min(H // h, W // w) // 2
+    k = next((k for k in range(kmax, 1, -1) if H % k == 0 and W % k == 0), 1)
+    if k > 1:
+        rgb = cv2.resize(rgb, (W // k, H // k), interpolation=cv2.INTER_AREA)
+    return cv2.resize(rgb, (w, h), interpolation=cv2.INTER_AREA)
 
 
 def prepare_fit(image: DecodedImage, size: int) -> np.ndarray:
     """The network input for fit mode: L* (h, w) of the image resized so its longer side is ``size``."""
     h, w = fit_shape(image.height, image.width, size)
-    src = np.ascontiguousarray(image.rgb[..., 0]) if image.gray else image.rgb
-    small = resize_pixels(src, h, w)
     if image.gray:
-        small = small[..., None]
-    return l_star(small, image.gray)
+        small = resize_pixels(gray_plane(image), h, w)
+        return l_star(small[..., None], True)
+    return l_star(resize_pixels(image.rgb, h, w))
 
 
 def predict_single(predict: Predict, L: np.ndarray) -> np.ndarray:
-    """L (h, w) -> ab (2, h, w) through a padded network call."""
+    """L (h, w) -> ab (2, h, w) through a padded network call (edge-padded to a multiple of 8 and to at
+    least the network's minimum side, so panoramas and strips of any aspect ratio run)."""
     h, w = L.shape
     return predict(pad_to_multiple(L)[None, None])[0, :, :h, :w]
 
@@ -114,17 +112,89 @@ def upsample_rows(ab_hw2: np.ndarray, ys: np.ndarray, map_x: np.ndarray) -> np.n
     return cv2.remap(ab_hw2, mx, my, interpolation=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
 
 
+def _block_coords(n_out: int, n_src: int, q: int, stop: int | None = None) -> np.ndarray:
+    """Source coordinates (as ``_source_coords``) of the centres of the q-pixel blocks of [0, stop)."""
+    centres = np.arange(-(-(n_out if stop is None else stop) // q), dtype=np.float64) * q + (q - 1) / 2
+    return ((centres + 0.5) * (n_src / n_out) - 0.5).astype(np.float32)
+
+
+def _table_block(H: int, W: int, h: int, w: int) -> int:
+    """Block side q of the table path: ab is sampled once per q x q block; q is 1, 2 or 4 and at most a
+    third of a network pixel, so the steps between blocks stay far below the ab rounding of the table."""
+    factor = min(H / h, W / w)
+    return 4 if factor >= 12 else 2 if factor >= 6 else 1
+
+
+def _recombine_table(image: DecodedImage, ab_hw2: np.ndarray, bgr: bool = False) -> np.ndarray | None:
+    """The table path of ``recombine``: ab is sampled bilinearly at the centres of q x q blocks, turned into
+    palette entries there and replicated to full resolution strip by strip (the last W mod q columns are
+    sampled per pixel); each strip is then one gather from the table. None when the image needs more ab
+    pairs than a palette holds. ``bgr``: channels in OpenCV's order (for the encoder), not RGB."""
+    H, W = image.height, image.width
+    h, w = ab_hw2.shape[:2]
+    q = _table_block(H, W, h, w)
+    Wm = W // q * q
+    mx, my = _block_coords(W, w, q, Wm), _block_coords(H, h, q)
+    grid = (np.ascontiguousarray(np.broadcast_to(c, (len(my), len(mx)))) for c in (mx[None, :], my[:, None]))
+    ab_q = cv2.remap(ab_hw2, *grid, interpolation=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    pairs = ab_pairs(ab_q.reshape(len(my), len(mx), 2))
+    tail = np.zeros((H, 0), np.int32)
+    if Wm < W:
+        tail = ab_pairs(upsample_rows(ab_hw2, _source_coords(H, h), _source_coords(W, w, Wm, W)))
+    try:
+        pal = Palette(pairs, tail)
+    except ValueError:  # more ab pairs than a palette holds: the float path
+        return None
+    if bgr:
+        pal.src = np.ascontiguousarray(pal.src[..., ::-1])
+    blocks, tail_maps = pal.maps(pairs), pal.maps(tail)
+    gray = gray_plane(image)
+    out = np.empty((H, W, 3), np.uint8)
+    step = TABLE_STRIP_ROWS // q * q
+    for y0 in range(0, H, step):
+        y1 = min(H, y0 + step)
+        bq = blocks[y0 // q : -(-y1 // q)]
+        maps = bq if q == 1 else cv2.resize(bq, (Wm, bq.shape[0] * q), interpolation=cv2.INTER_NEAREST)
+        if Wm == W:
+            pal.lookup(gray[y0:y1], maps[: y1 - y0], out=out[y0:y1])
+        else:
+            out[y0:y1, :Wm] = pal.lookup(gray[y0:y1, :Wm], maps[: y1 - y0])
+            out[y0:y1, Wm:] = pal.lookup(gray[y0:y1, Wm:], np.ascontiguousarray(tail_maps[y0:y1]))
+    return out
+
+
+def _ab_hw2(ab_lowres: np.ndarray) -> np.ndarray:
+    return np.ascontiguousarray(np.moveaxis(ab_lowres, 0, -1).astype(np.float32))
+
+
+def _pixels(image: DecodedImage, y0: int, y1: int, ab: np.ndarray) -> np.ndarray:
+    """The float path for rows [y0, y1) of ``image`` with their full-resolution ab (n, W, 2)."""
+    rows = image.rgb[y0:y1]
+    gray = np.ascontiguousarray(rows[..., 0]) if image.gray else None
+    return lab_to_pixels(l_star(rows, image.gray), ab, image.rgb.dtype, gray=gray)
+
+
+def recombine_bgr(image: DecodedImage, ab_lowres: np.ndarray) -> np.ndarray | None:
+    """``recombine`` straight into OpenCV's BGR order (what its encoders take: no RGB -> BGR copy before
+    writing) when the 8-bit table path applies; None otherwise (use ``recombine``)."""
+    return _recombine_table(image, _ab_hw2(ab_lowres), bgr=True) if uses_table(image) else None
+
+
 def recombine(image: DecodedImage, ab_lowres: np.ndarray) -> DecodedImage:
     """Upsample ab (2, h, w) to the image's size and merge with its full-res L*, strip by strip."""
     H, W = image.height, image.width
-    ab_hw2 = np.ascontiguousarray(np.moveaxis(ab_lowres, 0, -1).astype(np.float32))
+    ab_hw2 = _ab_hw2(ab_lowres)
+    if uses_table(image):
+        rgb = _recombine_table(image, ab_hw2)
+        if rgb is not None:
+            return image.with_rgb(rgb)
     h, w = ab_hw2.shape[:2]
     map_x = _source_coords(W, w)
     out = np.empty((H, W, 3), dtype=image.rgb.dtype)
     for y0 in range(0, H, STRIP_ROWS):
         y1 = min(H, y0 + STRIP_ROWS)
         ab = upsample_rows(ab_hw2, _source_coords(H, h, y0, y1), map_x)
-        out[y0:y1] = lab_to_pixels(l_star(image.rgb[y0:y1], image.gray), ab, out.dtype)
+        out[y0:y1] = _pixels(image, y0, y1, ab)
     return image.with_rgb(out)
 
 
@@ -239,7 +309,7 @@ def tiled_ab(
     tile, stride = tile_grid(tile, overlap)
     ramp = tile - stride
     ys, xs = tile_starts(hs, tile, stride), tile_starts(ws, tile, stride)
-    pad_h, pad_w = _align_up(min(tile, hs)), _align_up(min(tile, ws))
+    pad_h, pad_w = (max(NET_MIN_SIDE, _align_up(min(tile, n))) for n in (hs, ws))
     band = _Band(0, np.zeros((0, ws, 2), np.float32), np.zeros((0, ws), np.float32))
     emitter = _RowEmitter(hs, ws, H, W)
     for r, ty in enumerate(ys):
@@ -274,8 +344,10 @@ def colorize_tiled(
 ) -> DecodedImage:
     """Tiled mode: ab from ``tiled_ab`` merged with the full-res L* strip by strip into the output."""
     out = np.empty((image.height, image.width, 3), dtype=image.rgb.dtype)
+    table = uses_table(image)
+    gray = gray_plane(image) if table else None
     for y0, y1, ab in tiled_ab(image, predict, tile, overlap, scale, batch):
-        out[y0:y1] = lab_to_pixels(l_star(image.rgb[y0:y1], image.gray), ab, out.dtype)
+        out[y0:y1] = gray_table_pixels(gray[y0:y1], ab) if table else _pixels(image, y0, y1, ab)
     return image.with_rgb(out)
 
 

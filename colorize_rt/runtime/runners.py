@@ -9,6 +9,7 @@ import numpy as np
 
 from ..core.constants import DEFAULT_T
 from ..core.netinput import pad_to_multiple
+from .session import ort_session
 
 
 class Runner:
@@ -59,24 +60,32 @@ class OrtRunner(Runner):
 
     name = "onnxruntime-cpu"
 
-    def __init__(self, model_path: str | Path, providers: list | None = None, threads: int = 0, strict: bool = False):
+    def __init__(
+        self,
+        model_path: str | Path,
+        providers: list | None = None,
+        threads: int = 0,
+        strict: bool = False,
+        spin: bool = True,
+    ):
         super().__init__()
         self.model_path = Path(model_path)
         self.providers = providers or ["CPUExecutionProvider"]
         self.threads = threads
         self.strict = strict
+        self.spin = spin  # CPU only: idle intra-op threads spin (False leaves the cores to decode/encode)
         self.session = None
         self._accepted: set[str] = set()
         self._outputs: list[str] = []
+        self._t_rank = 0
 
     def activate_impl(self) -> None:
-        import onnxruntime as ort
+        if self.providers == ["CPUExecutionProvider"]:  # the saved optimised graph: no optimisation at start
+            from .ort_cache import cpu_session
 
-        opts = ort.SessionOptions()
-        opts.log_severity_level = 3  # the temperature input/initializer warning is expected
-        if self.threads:
-            opts.intra_op_num_threads = self.threads
-        self.session = ort.InferenceSession(str(self.model_path), opts, providers=self.providers)
+            self.session = cpu_session(self.model_path, self.threads, spin=self.spin)
+        else:
+            self.session = ort_session(self.model_path, self.providers, threads=self.threads)
         if self.strict:
             wanted = [p if isinstance(p, str) else p[0] for p in self.providers]
             got = self.session.get_providers()
@@ -85,6 +94,8 @@ class OrtRunner(Runner):
                 raise RuntimeError(f"{wanted[0]} could not be initialised (ONNX Runtime fell back to {got})")
         self._accepted = {i.name for i in self.session.get_inputs()}
         self._accepted |= {i.name for i in self.session.get_overridable_initializers()}
+        # temperature is a scalar in colorize-rt exports; a model may declare it [1] instead
+        self._t_rank = next((len(i.shape) for i in self.session.get_inputs() if i.name == "temperature"), 0)
         self._outputs = [o.name for o in self.session.get_outputs()]
 
     def deactivate_impl(self) -> None:
@@ -99,6 +110,9 @@ class OrtRunner(Runner):
 
     def infer_impl(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         feed = {k: v for k, v in feed.items() if k in self._accepted}
+        t = feed.get("temperature")
+        if t is not None and np.ndim(t) != self._t_rank and np.size(t) == 1:
+            feed["temperature"] = np.asarray(t, dtype=np.float32).reshape((1,) * self._t_rank)
         return dict(zip(self._outputs, self.session.run(self._outputs, feed), strict=True))
 
 

@@ -37,19 +37,33 @@ def launch(
     model: str = "default",
     backend: str = "auto",
     max_upload_mb: float = 20.0,
+    max_pixels: int | None = None,
+    budget_mb: float | None = None,
+    slots: int | None = None,
+    queue: int | None = None,
 ) -> int:
     """Serve the ``gradio`` or ``streamlit`` UI on ``host:port`` (localhost unless told otherwise) until
-    interrupted; returns an exit code. ``share`` asks Gradio for a public link (Streamlit has none)."""
+    interrupted; returns an exit code. ``share`` asks Gradio for a public link (Streamlit has none).
+    ``max_pixels``, ``budget_mb``, ``slots`` and ``queue`` (``None``: the environment's or the default)
+    bound each request and the server's memory (see ``colorize_rt.serve.admission``)."""
     if ui not in UIS:
         raise ValueError(f"unknown UI '{ui}': use one of {', '.join(UIS)}")
     port = port or DEFAULT_PORTS[ui]
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    limits = {
+        "COLORIZE_RT_MAX_PIXELS": max_pixels,
+        "COLORIZE_RT_MEMORY_BUDGET_MB": budget_mb,
+        "COLORIZE_RT_SLOTS": slots,
+        "COLORIZE_RT_QUEUE": queue,
+    }
+    os.environ.update({k: str(v) for k, v in limits.items() if v is not None})  # read by ColorizeService.from_env
     if ui == "gradio":
         from .gradio_app import serve
         from .service import ColorizeService
 
-        serve(ColorizeService(model=model, backend=backend, max_upload_mb=max_upload_mb), host, port, share)
+        os.environ.update(COLORIZE_RT_MODEL=str(model), COLORIZE_RT_BACKEND=backend, COLORIZE_RT_MAX_UPLOAD_MB=str(max_upload_mb))
+        serve(ColorizeService.from_env(), host, port, share)
         return 0
     from ..core.lazy import require
 

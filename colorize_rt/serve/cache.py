@@ -3,6 +3,10 @@
 Keys are the SHA-256 of (image bytes, model sha256, method, temperature, mode, size, extras); values
 are opaque bytes (the service stores encoded PNGs). Entries expire after a TTL (default 7 days).
 
+Every stored entry carries a checksum (``MAGIC`` + SHA-256 of the value + the value) that is checked on
+every read, from Redis and from disk alike: a garbage, empty, truncated or bit-flipped entry is deleted,
+counted (``corrupt``) and recomputed, so a damaged entry heals on the next request.
+
 If Redis fails mid-run the request is served from / stored to the disk cache instead and Redis is
 retried after ``retry_s`` seconds, so a Redis outage never fails a request.
 
@@ -28,23 +32,34 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
+import numpy as np
+
 from ..core.atomic import atomic_write_bytes, atomic_write_text
 from ..core.lazy import MissingDependency, require
+from ..core.paths import cache_dir
+from ..runtime.limits import TEMPERATURE
 
 log = logging.getLogger(__name__)
 
 DEFAULT_TTL_S = 7 * 24 * 3600
 DEFAULT_MAX_BYTES = 1 << 30  # 1 GiB of results on disk
-KEY_VERSION = "colorize-rt-cache/v1"
-COUNTERS = ("hits", "misses", "computes", "redis_errors")
+KEY_VERSION = "colorize-rt-cache/v2"  # v2: validated float32 temperature in the key, checksummed entries
+COUNTERS = ("hits", "misses", "computes", "redis_errors", "corrupt")
+MAGIC = b"CRTC1\n"  # entry = MAGIC + sha256(value) (32 bytes) + value
 
 
-def default_cache_dir() -> Path:
-    env = os.environ.get("COLORIZE_RT_CACHE_DIR")
-    if env:
-        return Path(env)
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base) / "colorize-rt" / "results"
+def seal(value: bytes) -> bytes:
+    """A value as stored: ``MAGIC`` + its SHA-256 + the value."""
+    return MAGIC + hashlib.sha256(value).digest() + value
+
+
+def unseal(entry: bytes) -> bytes | None:
+    """The value of a stored entry, or ``None`` if the entry is damaged (bad header or checksum)."""
+    head = len(MAGIC) + 32
+    if len(entry) < head or not entry.startswith(MAGIC):
+        return None
+    value = entry[head:]
+    return value if hashlib.sha256(value).digest() == entry[len(MAGIC) : head] else None
 
 
 def cache_key(
@@ -57,13 +72,18 @@ def cache_key(
     size: int,
     extra: dict | None = None,
 ) -> str:
-    """SHA-256 hex digest identifying one colorization request."""
+    """SHA-256 hex digest identifying one colorization request.
+
+    The temperature is validated (``runtime.limits.TEMPERATURE``: finite, 0.01 to 10) and keyed exactly as
+    the network receives it (float32), so two temperatures share a key only if they give the same result.
+    """
+    t = float(np.float32(TEMPERATURE.check(temperature)))
     fields = {
         "v": KEY_VERSION,
         "image": hashlib.sha256(image_bytes).hexdigest(),
         "model": model_sha256,
         "method": method,
-        "temperature": f"{float(temperature):.4f}",
+        "temperature": repr(t),
         "mode": mode,
         "size": int(size),
         "extra": extra or {},
@@ -90,8 +110,8 @@ class DiskCache:
     name = "disk"
 
     def __init__(self, root: str | Path | None = None, max_bytes: int = DEFAULT_MAX_BYTES, ttl_s: float = DEFAULT_TTL_S):
-        self.root = Path(root) if root is not None else default_cache_dir()
-        self.root.mkdir(parents=True, exist_ok=True)
+        # created on the first write, so reading the cache (colorize-rt --info) creates no folders
+        self.root = Path(root) if root is not None else cache_dir("results", "COLORIZE_RT_CACHE_DIR")
         self.max_bytes = int(max_bytes)
         self.ttl_s = float(ttl_s)
         self._lock = threading.Lock()
@@ -101,6 +121,8 @@ class DiskCache:
         return self.root / key[:2] / f"{key}.bin"
 
     def _scan(self) -> Iterator[tuple[Path, int, os.stat_result]]:
+        if not self.root.is_dir():
+            return
         for p in self.root.glob("??/[!.]*.bin"):
             with contextlib.suppress(FileNotFoundError):
                 st = p.stat()
@@ -128,6 +150,11 @@ class DiskCache:
             over = self._total > self.max_bytes
         if over:
             self.evict()
+
+    def delete(self, key: str) -> None:
+        path = self._path(key)
+        with contextlib.suppress(FileNotFoundError):
+            self._remove(path, path.stat().st_size)
 
     def _remove(self, path: Path, size: int) -> None:
         with contextlib.suppress(FileNotFoundError):
@@ -192,6 +219,9 @@ class RedisCache:
     def put(self, key: str, data: bytes) -> None:
         self.client.set(self.prefix + key, data, ex=max(1, self.ttl_s))
 
+    def delete(self, key: str) -> None:
+        self.client.delete(self.prefix + key)
+
 
 class StatsFile:
     """Counters accumulated across processes in a JSON file (read-modify-write under ``flock``)."""
@@ -209,6 +239,7 @@ class StatsFile:
 
     def add(self, delta: dict[str, int]) -> None:
         lock_path = self.path.with_suffix(".lock")
+        self.path.parent.mkdir(parents=True, exist_ok=True)
         with self._lock, open(lock_path, "a") as lf:
             fcntl.flock(lf, fcntl.LOCK_EX)
             try:
@@ -288,24 +319,37 @@ class ResultCache:
         return "redis" if self._redis_usable() else "disk (redis unavailable)"
 
     # -- raw get/put ----------------------------------------------------------------------------
+    def _checked(self, store, key: str, entry: bytes | None) -> bytes | None:
+        """The value of ``entry`` read from ``store``; a damaged entry is deleted and counted."""
+        if entry is None:
+            return None
+        value = unseal(entry)
+        if value is None:
+            log.warning("corrupt %s cache entry %s (%d bytes): deleted, recomputing", store.name, key[:16], len(entry))
+            self._bump({"corrupt": 1})
+            store.delete(key)
+        return value
+
     def get(self, key: str) -> bytes | None:
+        """The verified value under ``key``, or ``None`` (missing, expired or damaged)."""
         if self._redis_usable():
             try:
-                data = self.redis.get(key)
-                if data is not None:
-                    return data
+                value = self._checked(self.redis, key, self.redis.get(key))
+                if value is not None:
+                    return value
             except self.redis.errors as exc:
                 self._mark_down(exc)
-        return self.disk.get(key)
+        return self._checked(self.disk, key, self.disk.get(key))
 
     def put(self, key: str, data: bytes) -> None:
+        entry = seal(data)
         if self._redis_usable():
             try:
-                self.redis.put(key, data)
+                self.redis.put(key, entry)
                 return
             except self.redis.errors as exc:
                 self._mark_down(exc)
-        self.disk.put(key, data)
+        self.disk.put(key, entry)
 
     # -- single flight ---------------------------------------------------------------------------
     @contextlib.contextmanager

@@ -7,6 +7,7 @@ import sys
 import click
 
 from ..runtime.backends import BACKENDS
+from ..runtime.limits import MAX_PIXELS
 from . import DEFAULT_PORTS, UIS, launch
 
 
@@ -29,7 +30,19 @@ from . import DEFAULT_PORTS, UIS, launch
     show_default=True,
     help="Uploads larger than this are refused with a message.",
 )
-def serve_command(ui, host, port, share, model, backend, max_upload_mb):
+@click.option(
+    "--max-pixels",
+    type=click.IntRange(*MAX_PIXELS.range),
+    help="Refuse images declaring more pixels (decompression-bomb guard; default 50000000); 0 = no limit.",
+)
+@click.option(
+    "--memory-budget-mb",
+    type=click.FloatRange(16),
+    help="Working memory of all requests computing at once (default: 1/4 of free memory, 256..1536).",
+)
+@click.option("--slots", type=click.IntRange(1, 256), help="Requests computing at once (default: the core count).")
+@click.option("--queue", type=click.IntRange(0, 4096), help="Requests waiting at most (default: 4 x slots); more get 503.")
+def serve_command(ui, host, port, share, model, backend, max_upload_mb, max_pixels, memory_budget_mb, slots, queue):
     """Run the interactive UI (Gradio or Streamlit) on localhost."""
     from ..core.lazy import MissingDependency
 
@@ -42,8 +55,12 @@ def serve_command(ui, host, port, share, model, backend, max_upload_mb):
             model=model,
             backend=backend,
             max_upload_mb=max_upload_mb,
+            max_pixels=max_pixels,
+            budget_mb=memory_budget_mb,
+            slots=slots,
+            queue=queue,
         )
-    except MissingDependency as exc:
+    except (MissingDependency, ValueError) as exc:  # ValueError: a bad COLORIZE_RT_* setting, one line
         raise click.UsageError(str(exc)) from None
     except OSError as exc:  # e.g. the port is taken
         raise click.UsageError(f"cannot serve on {host}:{port}: {exc}") from None

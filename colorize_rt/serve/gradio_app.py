@@ -13,17 +13,17 @@ import numpy as np
 from ..core.atomic import atomic_write_bytes
 from ..core.constants import DEFAULT_T
 from ..core.lazy import require
+from ..runtime.api import METHODS, MODES
+from .admission import Overloaded
 from .service import (
     DEFAULT_SIZE,
     METHOD_LABELS,
-    METHODS,
-    MODES,
     ColorizeService,
     UserError,
     blend,
     blend_frames,
     gif_bytes,
-    side_by_side,
+    preview_side_by_side,
     status_line,
 )
 
@@ -62,6 +62,8 @@ def build_blocks(service: ColorizeService):
             )
         except UserError as exc:
             return empty(f"**Error:** {exc}")
+        except Overloaded as exc:
+            return empty(f"**Busy:** {exc} (about {exc.retry_after_s} s)")
         except Exception as exc:  # noqa: BLE001 - show it in the page instead of a broken UI
             log.exception("colorize failed")
             return empty(f"**Internal error:** {type(exc).__name__}: {exc}")
@@ -76,7 +78,7 @@ def build_blocks(service: ColorizeService):
         return (
             res.gray,
             res.color,
-            side_by_side(res.gray, res.color),
+            preview_side_by_side(res.gray, res.color),
             blend(res.gray, res.color, blend_t),
             str(gif_path),
             gallery,

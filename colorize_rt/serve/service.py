@@ -4,27 +4,29 @@ gray/colour blends, blend animation frames and GIF, side-by-side, PNG downloads.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import io
 import logging
 import os
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import cv2
 import numpy as np
 
 from ..core.constants import DEFAULT_T
 from ..runtime import api
-from ..runtime.images import to_bgr_for_write
+from ..runtime.api import METHODS, MODES
+from ..runtime.images import ImageError, image_header, to_bgr_for_write
+from ..runtime.limits import MAX_PIXELS, SIZE, TEMPERATURE, ParameterError
 from ..runtime.pipeline import gray_of
+from .admission import Admission, AdmissionConfig, TooLarge, estimate_bytes, network_pixels
 from .cache import ResultCache, cache_key, format_cache_info
 
 log = logging.getLogger(__name__)
 
-METHODS = api.METHODS
-MODES = api.MODES
 METHOD_LABELS = {
     "classification": "classification (313 bins, annealed mean)",
     "l2": "L2 regression",
@@ -36,19 +38,42 @@ DEFAULT_SIZE = 256
 
 
 class UserError(ValueError):
-    """A request the user can fix (not an image, too large, no model, missing reference); one line."""
+    """A request the user can fix (not an image, bad parameter, no model, missing reference); one line.
+    ``status`` is the HTTP status the API answers with."""
+
+    status = 400
+
+
+class RequestTooLarge(UserError):
+    """An upload, canvas or request over the server's limits (HTTP 413); one line saying what to change."""
+
+    status = 413
+
+
+SERVE_LIMIT_HINT = "this server's limit is set with colorize-rt serve --max-pixels"
 
 
 @dataclass
 class ColorizeResult:
-    gray: np.ndarray  # (H, W, 3) uint8: the input's lightness, what the network sees
-    color: np.ndarray  # (H, W, 3) uint8: the colorized result for display
-    png: bytes  # full-fidelity result (16-bit / alpha kept) for download
+    """One colorization: the full-fidelity ``png`` (16-bit / alpha kept) and where it came from. ``gray``
+    (the input's lightness, what the network sees) and ``color`` (the result) are uint8 (H, W, 3) arrays
+    for display, decoded on first use (the HTTP API never needs them)."""
+
+    png: bytes
     cached: bool
     key: str
     method: str
     backend: str
     seconds: float
+    source: bytes = field(default=b"", repr=False)
+
+    @functools.cached_property
+    def gray(self) -> np.ndarray:
+        return to_display(gray_of(api.read_image(self.source, max_pixels=None)).rgb)
+
+    @functools.cached_property
+    def color(self) -> np.ndarray:
+        return to_display(api.read_image(self.png, max_pixels=None).rgb)
 
 
 def to_display(rgb: np.ndarray) -> np.ndarray:
@@ -89,8 +114,9 @@ def gif_bytes(frames: list[np.ndarray], duration_ms: int = 90, hold_ms: int = 70
     return buf.getvalue()
 
 
-def side_by_side(gray: np.ndarray, color: np.ndarray, gap: int = 8) -> np.ndarray:
-    """gray | white gap | colour."""
+def preview_side_by_side(gray: np.ndarray, color: np.ndarray, gap: int = 8) -> np.ndarray:
+    """gray | white gap | colour, for the UIs (uint8 RGB arrays; ``runtime.images.side_by_side`` is the
+    gap-less file version)."""
     sep = np.full((gray.shape[0], gap, 3), 255, np.uint8)
     return np.concatenate([gray, sep, color], axis=1)
 
@@ -111,7 +137,7 @@ def _encode_result(image) -> bytes:
 
 
 class ColorizeService:
-    """Colorize uploads through ``colorize_rt.runtime.api.Engine`` with a :class:`ResultCache`."""
+    """Colorize uploads through ``colorize_rt.runtime.api.Colorizer`` with a :class:`ResultCache`."""
 
     def __init__(
         self,
@@ -121,26 +147,32 @@ class ColorizeService:
         max_upload_mb: float = DEFAULT_MAX_UPLOAD_MB,
         max_pixels: int = DEFAULT_UI_MAX_PIXELS,
         threads: int = 0,
+        admission: Admission | AdmissionConfig | None = None,
     ):
         self.model = str(model)
         self.backend = backend
         self.cache = cache if cache is not None else ResultCache.from_env()
         self.max_upload_mb = float(max_upload_mb)
         self.max_upload_bytes = int(max_upload_mb * 1024 * 1024)
-        self.max_pixels = max_pixels
+        self.max_pixels = int(max_pixels)
         self.threads = threads
+        if not isinstance(admission, Admission):
+            admission = Admission(admission or AdmissionConfig.from_env())
+        self.admission = admission
         self._engines: dict[str, object] = {}
         self._lock = threading.Lock()
 
     @classmethod
     def from_env(cls) -> ColorizeService:
-        """Configured by ``COLORIZE_RT_MODEL``, ``COLORIZE_RT_BACKEND``, ``COLORIZE_RT_MAX_UPLOAD_MB``
-        (how ``launch`` hands settings to the Streamlit script)."""
+        """Configured by ``COLORIZE_RT_MODEL``, ``COLORIZE_RT_BACKEND``, ``COLORIZE_RT_MAX_UPLOAD_MB``,
+        ``COLORIZE_RT_MAX_PIXELS`` and the admission variables (how ``launch`` hands settings to the
+        Streamlit script)."""
         env = os.environ
         return cls(
             model=env.get("COLORIZE_RT_MODEL", "default"),
             backend=env.get("COLORIZE_RT_BACKEND", "auto"),
             max_upload_mb=float(env.get("COLORIZE_RT_MAX_UPLOAD_MB", DEFAULT_MAX_UPLOAD_MB)),
+            max_pixels=int(MAX_PIXELS.check(env.get("COLORIZE_RT_MAX_PIXELS", DEFAULT_UI_MAX_PIXELS))),
         )
 
     # -- engines ---------------------------------------------------------------------------------
@@ -150,7 +182,7 @@ class ColorizeService:
         with self._lock:
             if method not in self._engines:
                 try:
-                    self._engines[method] = api.Engine(
+                    self._engines[method] = api.Colorizer(
                         model=self.model, backend=self.backend, method=method, threads=self.threads
                     )
                 except ValueError as exc:  # ModelError and friends carry one actionable line
@@ -171,17 +203,47 @@ class ColorizeService:
         return f"backend: {info.get('backend', '?')} · model: {name}{detail}"
 
     # -- uploads ---------------------------------------------------------------------------------
-    def check_upload(self, data: bytes | None, what: str = "image"):
-        """Size-limit and decode an upload -> DecodedImage, or UserError with a one-line message."""
+    def check_bytes(self, data: bytes | None, what: str = "image") -> None:
+        """Present and under the upload limit (no decoding), else UserError / RequestTooLarge."""
         if not data:
             raise UserError(f"no {what} uploaded")
         if len(data) > self.max_upload_bytes:
-            raise UserError(f"the {what} is {len(data) / 1048576:.1f} MB; the upload limit is {self.max_upload_mb:g} MB")
+            raise RequestTooLarge(f"the {what} is {len(data) / 1048576:.1f} MB; the upload limit is {self.max_upload_mb:g} MB")
+
+    def check_header(self, data: bytes, what: str = "image"):
+        """The upload's header (no pixels decoded) -> ImageHeader, checked against ``max_pixels``."""
         try:
-            return api.read_image(data, max_pixels=self.max_pixels)
+            header = image_header(data, max_pixels=None)
+        except ImageError as exc:
+            raise UserError(f"the {what} is not a usable image: {exc}") from None
+        if self.max_pixels > 0 and header.pixels > self.max_pixels:
+            raise RequestTooLarge(
+                f"the {what} declares a {header.width}x{header.height} canvas ({header.pixels / 1e6:.0f} MP), "
+                f"over this server's {self.max_pixels / 1e6:g} MP limit (possible decompression bomb; "
+                f"colorize-rt serve --max-pixels sets the limit)"
+            )
+        return header
+
+    def check_upload(self, data: bytes | None, what: str = "image"):
+        """Size-limit and decode an upload -> DecodedImage, or UserError with a one-line message."""
+        self.check_bytes(data, what)
+        try:
+            return api.read_image(data, max_pixels=self.max_pixels, limit_hint=SERVE_LIMIT_HINT)
         except api.ImageError as exc:
             msg = str(exc).removeprefix("<bytes>: ")
             raise UserError(f"the {what} is not a usable image: {msg}") from None
+
+    @staticmethod
+    def validate(method: str, temperature, mode: str, size) -> tuple[str, float, str, int]:
+        """Check the request parameters against the shared bounds (``runtime.limits``) -> validated values."""
+        if method not in METHODS:
+            raise UserError(f"unknown method '{method}'; choose one of {', '.join(METHODS)}")
+        if mode not in MODES:
+            raise UserError(f"unknown mode '{mode}'; choose one of {', '.join(MODES)}")
+        try:
+            return method, TEMPERATURE.check(temperature), mode, SIZE.check(size)
+        except ParameterError as exc:
+            raise UserError(str(exc)) from None
 
     # -- colorize --------------------------------------------------------------------------------
     def colorize(
@@ -194,39 +256,63 @@ class ColorizeService:
         size: int = DEFAULT_SIZE,
         reference: bytes | None = None,
     ) -> ColorizeResult:
+        """Colorize an upload (cached). A cache hit hashes the bytes and decodes nothing; a miss waits
+        for admission (memory budget, queue) and then decodes, colorizes and encodes a PNG.
+
+        Raises:
+            UserError: bad input or parameters (RequestTooLarge: over a limit).
+            Overloaded: the server is full; retry later.
+        """
         t0 = time.perf_counter()
-        image = self.check_upload(data)
-        ref_image = None
+        method, temperature, mode, size = self.validate(method, temperature, mode, size)
+        self.check_bytes(data)
         extra = {}
-        if mode not in MODES:
-            raise UserError(f"unknown mode '{mode}'; choose one of {', '.join(MODES)}")
         if method == "transfer":
-            ref_image = self.check_upload(reference, what="reference image")
+            self.check_bytes(reference, what="reference image")
             extra["reference"] = hashlib.sha256(reference).hexdigest()
         engine = self.engine(method)
         info = engine.info()
         key = self.cache_key_for(data, info, method, temperature, mode, size, extra)
 
         def compute() -> bytes:
-            try:
-                out = engine.colorize(image, temperature=float(temperature), mode=mode, size=int(size), reference=ref_image)
-            except ValueError as exc:  # ImageError, ModelError (e.g. no reference), unknown mode
-                raise UserError(str(exc)) from None
-            return _encode_result(out)
+            return self._compute(engine, data, method=method, temperature=temperature, mode=mode, size=size, reference=reference)
 
         png, cached = self.cache.get_or_compute(key, compute)
-        result_rgb = api.read_image(png, max_pixels=None).rgb
-        color = to_display(result_rgb)
         return ColorizeResult(
-            gray=to_display(gray_of(image).rgb),
-            color=color,
             png=png,
             cached=cached,
             key=key,
             method=method,
             backend=str(info.get("backend", "?")),
             seconds=time.perf_counter() - t0,
+            source=data,
         )
+
+    def _admit(self, data: bytes, method: str, mode: str, size: int, reference: bytes | None):
+        """Estimate the request's working memory from the headers and enter the admission gate."""
+        header = self.check_header(data)
+        network = method != "transfer"
+        cost = estimate_bytes(header, mode, size, network=network)
+        if reference is not None and not network:
+            cost += estimate_bytes(self.check_header(reference, "reference image"), mode, size, network=False)
+        what = f"a {header.width}x{header.height} image in mode={mode}" + (f" at size={size}" if mode == "fit" else "")
+        try:
+            fix = "use mode=fit or a smaller image" if mode == "tiled" else "send a smaller image or use a smaller size"
+            self.admission.check_size(cost, network_pixels(header, mode, size) if network else 0, what, fix)
+        except TooLarge as exc:
+            raise RequestTooLarge(str(exc)) from None
+        return self.admission.admit(cost)
+
+    def _compute(self, engine, data: bytes, *, method: str, temperature: float, mode: str, size: int, reference) -> bytes:
+        with self._admit(data, method, mode, size, reference if method == "transfer" else None):
+            image = self.check_upload(data)
+            ref_image = self.check_upload(reference, what="reference image") if method == "transfer" else None
+            try:
+                out = engine.colorize(image, temperature=temperature, mode=mode, size=size, reference=ref_image)
+            except ValueError as exc:  # ImageError, ModelError (e.g. no reference)
+                raise UserError(str(exc)) from None
+            del image, ref_image  # the input is not needed while the result is encoded
+            return _encode_result(out)
 
     @staticmethod
     def cache_key_for(data: bytes, info: dict, method: str, temperature: float, mode: str, size: int, extra: dict) -> str:

@@ -8,17 +8,17 @@ from __future__ import annotations
 import streamlit as st
 
 from colorize_rt.core.constants import DEFAULT_T
+from colorize_rt.runtime.api import METHODS, MODES
+from colorize_rt.serve.admission import Overloaded
 from colorize_rt.serve.service import (
     DEFAULT_SIZE,
     METHOD_LABELS,
-    METHODS,
-    MODES,
     ColorizeService,
     UserError,
     blend,
     blend_frames,
     gif_bytes,
-    side_by_side,
+    preview_side_by_side,
     status_line,
 )
 
@@ -85,6 +85,8 @@ def main() -> None:
             status.success(status_line(res))
         except UserError as exc:
             status.error(f"Error: {exc}")
+        except Overloaded as exc:
+            status.warning(f"Busy: {exc} (about {exc.retry_after_s} s)")
 
     with right:
         if res is not None:
@@ -103,7 +105,7 @@ def main() -> None:
                     key="download",
                 )
             with tabs[1]:
-                st.image(side_by_side(res.gray, res.color), caption="Gray | colour", output_format="PNG")
+                st.image(preview_side_by_side(res.gray, res.color), caption="Gray | colour", output_format="PNG")
             with tabs[2]:
                 t = st.slider("Gray → colour", 0.0, 1.0, 0.5, 0.01, key="blend")
                 st.image(blend(res.gray, res.color, t), caption=f"Blend {t:.0%}", output_format="PNG")

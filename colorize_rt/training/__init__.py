@@ -1,1 +1,1 @@
-"""Training (PyTorch): data, the paper's loss, the training loop and evaluation."""
+"""Training (PyTorch): data, the paper's loss, the training loop, the class prior (``colorize-prior``)."""

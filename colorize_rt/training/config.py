@@ -20,6 +20,7 @@ class TrainConfig:
     train_dir: str = "../shared/data/colorize-train/train"
     val_dir: str = "../shared/data/colorize-train/val"
     crop: int = 176  # random square crop (multiple of 8)
+    scale_jitter: float = 0.0  # > 0: rescale each photo so its shorter side is uniform in [crop, crop × (1 + this)]
     batch_size: int = 40
     workers: int = 2
     limit_images: int = 0  # 0 = all; small values for smoke runs
@@ -32,12 +33,16 @@ class TrainConfig:
     lr_gamma: float = 0.316
     max_steps: int = 450_000
     max_minutes: float = 0.0  # wall-clock budget for this invocation (0 = none); a checkpoint is written
+    max_cpu_minutes: float = 0.0  # CPU-time budget (this process + loader workers) for this invocation (0 = none)
     # pretrained encoders: frozen (BN statistics fixed) for the first steps, then fine-tuned at lr × encoder_lr_mult
     freeze_encoder_steps: int = 0
     encoder_lr_mult: float = 0.1
+    unfreeze_layers: int = 0  # after the frozen phase fine-tune only the top N encoder layers (0 = all)
+    encoder_lr_decay: float = 1.0  # layer-wise lr decay: encoder layer k from the top gets lr × mult × decay^k
+    aux_l1: float = 0.0  # weight of an extra Huber loss on the annealed-mean ab (classification heads)
     ema_decay: float = 0.0  # > 0 keeps an exponential moving average of the weights (exported if present)
     # precision / memory
-    amp: str = "auto"  # auto: bf16 autocast on CPU, fp16 + GradScaler on CUDA; "off" for fp32
+    amp: str = "auto"  # auto: fp16 + GradScaler on CUDA, bf16 on CPUs with native bf16, else fp32; bf16 | fp16 | off
     grad_checkpointing: str = "auto"  # auto: on for papernet on GPUs with < 12 GB
     threads: int = 0  # torch CPU threads (0 = torch default)
     # bookkeeping

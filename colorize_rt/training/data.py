@@ -15,20 +15,27 @@ import torch
 from torch.utils.data import Dataset
 
 from ..core.color import rgb_to_lab
-from ..evaluation import list_images
+from ..core.files import IMAGE_EXTS, list_images
 
 log = logging.getLogger(__name__)
-TRAIN_EXTS = {".jpg", ".jpeg", ".png", ".webp"}
 
 
 class ColorizationDataset(Dataset):
-    def __init__(self, root: str | Path, crop: int = 176, train: bool = True, seed: int = 0, limit: int | None = None):
+    def __init__(
+        self,
+        root: str | Path,
+        crop: int = 176,
+        train: bool = True,
+        seed: int = 0,
+        limit: int | None = None,
+        scale_jitter: float = 0.0,
+    ):
         if crop % 8:
             raise ValueError(f"crop must be a multiple of 8; got {crop}")
-        self.files = [p for p in list_images(root, limit) if p.suffix.lower() in TRAIN_EXTS]
+        self.files = list_images(root, limit)  # every format in core.files.IMAGE_EXTS
         if not self.files:
-            raise ValueError(f"no training images (jpg/png/webp) under {root}")
-        self.crop, self.train, self.seed = crop, train, seed
+            raise ValueError(f"no training images ({'/'.join(sorted(e[1:] for e in IMAGE_EXTS))}) under {root}")
+        self.crop, self.train, self.seed, self.scale_jitter = crop, train, seed, scale_jitter
         self.epoch = 0
         self._warned: set[int] = set()
 
@@ -53,7 +60,10 @@ class ColorizationDataset(Dataset):
         else:  # pragma: no cover - every file unreadable
             raise RuntimeError("no readable images in the dataset")
         rng = np.random.default_rng([self.seed, self.epoch, index])
-        rgb = _crop(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), self.crop, rng if self.train else None)
+        rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+        if self.train and self.scale_jitter > 0:
+            rgb = _rescale_short_side(rgb, round(self.crop * (1 + self.scale_jitter * rng.random())))
+        rgb = _crop(rgb, self.crop, rng if self.train else None)
         if self.train and rng.random() < 0.5:
             rgb = rgb[:, ::-1]
         lab = rgb_to_lab(rgb.astype(np.float32) / 255.0)
@@ -61,6 +71,13 @@ class ColorizationDataset(Dataset):
         ab_small = cv2.resize(lab[..., 1:], (q, q), interpolation=cv2.INTER_AREA)
         L = torch.from_numpy(np.ascontiguousarray(lab[None, ..., 0]))
         return L, torch.from_numpy(np.ascontiguousarray(ab_small.transpose(2, 0, 1)))
+
+
+def _rescale_short_side(rgb: np.ndarray, short: int) -> np.ndarray:
+    h, w = rgb.shape[:2]
+    s = short / min(h, w)
+    interp = cv2.INTER_AREA if s < 1 else cv2.INTER_CUBIC
+    return cv2.resize(rgb, (max(short, round(w * s)), max(short, round(h * s))), interpolation=interp)
 
 
 def _crop(rgb: np.ndarray, size: int, rng: np.random.Generator | None) -> np.ndarray:

@@ -8,10 +8,10 @@ import torch.nn.functional as F
 from ..core.constants import AB_NORM, SIGMA_SOFT
 
 
-def soft_encode(ab: torch.Tensor, bins: torch.Tensor, k: int = 5, sigma: float = SIGMA_SOFT) -> torch.Tensor:
+def soft_encode_torch(ab: torch.Tensor, bins: torch.Tensor, k: int = 5, sigma: float = SIGMA_SOFT) -> torch.Tensor:
     """ab (N, 2, h, w) -> soft targets (N, 313, h, w): k nearest bins, Gaussian weights, sum to 1.
 
-    The torch twin of ``colorize_rt.core.bins.soft_encode`` (tested against it)."""
+    The torch twin of ``soft_encode`` (``colorize_rt.core.bins``; tested against it)."""
     n, _, h, w = ab.shape
     flat = ab.permute(0, 2, 3, 1).reshape(-1, 2).float()
     d2 = torch.cdist(flat, bins.float()).square()

@@ -9,8 +9,8 @@ import click
 import numpy as np
 
 from ..core.atomic import atomic_path
+from ..core.files import list_images
 from ..core.prior import rebalance_weights
-from ..evaluation import list_images
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})

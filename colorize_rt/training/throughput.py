@@ -18,16 +18,16 @@ from ..models import create_model
 from ..models.decode import bins_tensor
 from .config import TrainConfig
 from .data import ColorizationDataset
-from .train import EpochBatches, set_encoder_frozen, train_step
+from .train import EpochBatches, choose_amp, set_encoder_trainable, train_step
 
 
 def measure(cfg: TrainConfig, steps: int = 30, warmup: int = 5) -> dict:
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     net = create_model(cfg.model, **cfg.model_args).train()
-    set_encoder_frozen(net, cfg.freeze_encoder_steps > 0)
+    set_encoder_trainable(net, 0 if cfg.freeze_encoder_steps > 0 else None)
     opt = torch.optim.Adam([p for p in net.parameters() if p.requires_grad], lr=cfg.lr)
-    amp = None if cfg.amp == "off" else torch.bfloat16
+    amp, _ = choose_amp(cfg, torch.device("cpu"))
     w = torch.from_numpy(rebalance_weights(torch.ones(313).numpy()))
     bins = bins_tensor()
     ds = ColorizationDataset(cfg.train_dir, cfg.crop, seed=cfg.seed)

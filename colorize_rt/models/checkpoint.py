@@ -15,12 +15,29 @@ from ..models import create_model
 
 
 def save_checkpoint(path: str | Path, state: dict[str, Any]) -> Path:
+    """Write a checkpoint atomically.
+
+    Args:
+        path: the ``.pt`` file.
+        state: at least ``model`` (state dict) and ``variant`` (registry name); usually ``variant_args`` too.
+
+    Returns:
+        ``path``.
+    """
     with atomic_path(path) as tmp:
         torch.save(state, tmp)
     return Path(path)
 
 
 def load_checkpoint(path: str | Path) -> dict[str, Any]:
+    """Read a checkpoint with ``weights_only=True``.
+
+    Args:
+        path: the ``.pt`` file.
+
+    Returns:
+        The checkpoint dict; ``FileNotFoundError`` / one-line ``ValueError`` for a missing or foreign file.
+    """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint not found: {path}")
@@ -34,7 +51,15 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
 
 
 def model_from_checkpoint(path: str | Path, use_ema: bool = True):
-    """Rebuild the network recorded in a checkpoint, in eval mode; returns (net, checkpoint dict)."""
+    """Rebuild the network recorded in a checkpoint, in eval mode.
+
+    Args:
+        path: the ``.pt`` file.
+        use_ema: load the EMA weights when the checkpoint has them.
+
+    Returns:
+        ``(net, checkpoint dict)``.
+    """
     state = load_checkpoint(path)
     args = dict(state.get("variant_args", {}))
     if "pretrained" in args:

@@ -1,4 +1,4 @@
-"""Helpers for tests and local runs: free ports, a throwaway ``redis-server``, waiting for HTTP."""
+"""Helpers for the serve tests: free ports, a throwaway ``redis-server``, a UI server process, sample images."""
 
 from __future__ import annotations
 
@@ -128,20 +128,6 @@ class AppProcess:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
-
-
-def tiny_model(path: str | Path, seed: int = 0) -> Path:
-    """Export an untrained ``mobile`` (width 0.125) ONNX model for tests (needs torch: the [train] extra).
-
-    Its random weights still predict clearly non-zero chroma, so "the result is coloured" is testable.
-    """
-    import torch
-
-    from ..export.onnx_export import export_onnx
-    from ..models import create_model
-
-    torch.manual_seed(seed)
-    return export_onnx(create_model("mobile", width=0.125).eval(), path)
 
 
 def sample_png(side: int = 128) -> bytes:

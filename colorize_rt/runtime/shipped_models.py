@@ -12,6 +12,7 @@ from functools import lru_cache
 from pathlib import Path
 
 from ..core.hashing import file_sha256
+from .session import ort_session
 
 SHIPPED = {"default": "default.onnx", "default-int8": "default-int8.onnx", "default-l2": "default-l2.onnx"}
 MODEL_EXTS = (".onnx", ".engine", ".plan", ".trt")
@@ -51,12 +52,7 @@ def is_engine(path: Path) -> bool:
 
 @lru_cache(maxsize=16)
 def _onnx_metadata(path: str, mtime: float) -> dict[str, str]:
-    import onnxruntime as ort
-
-    opts = ort.SessionOptions()
-    opts.log_severity_level = 3
-    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL  # only the metadata is read
-    sess = ort.InferenceSession(path, opts, providers=["CPUExecutionProvider"])
+    sess = ort_session(path, optimization="disable")  # only the metadata is read
     return dict(sess.get_modelmeta().custom_metadata_map)
 
 
@@ -75,7 +71,7 @@ def model_metadata(path: str | Path) -> dict[str, str]:
 
 
 def model_summary(path: str | Path) -> dict:
-    """{path, sha256, size_bytes, precision, metadata} for ``--info`` and ``Engine.info()``."""
+    """{path, sha256, size_bytes, precision, metadata} for ``--info`` and ``Colorizer.info()``."""
     path = Path(path)
     meta = model_metadata(path)
     return {
