@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from colorize_rt.core import metrics, prior
-from colorize_rt.core.bins import ab_bins
+from colorize_rt.core.bins import ab_bins, nearest_bins
 from colorize_rt.core.constants import NUM_BINS
 
 from .conftest import REFERENCE, TRAIN_DIR, needs
@@ -81,3 +81,39 @@ def test_rebalanced_weights_rare_bins_up():
 def test_psnr():
     a = np.zeros((4, 4, 3))
     assert np.isclose(metrics.psnr(a + 0.1, a), 20.0)
+
+
+def test_raw_auc_per_image_mean_differs_from_pooled():
+    """The paper's raw AuC averages images; pooling lets a big image outweigh a small one."""
+    acc = metrics.AucAccumulator()
+    big_true = np.zeros((2, 10, 10), np.float32)
+    acc.add(big_true, big_true)  # 100 exact pixels: AuC 100
+    small_true = np.zeros((2, 1, 1), np.float32)
+    acc.add(small_true + np.array([200, 0], np.float32)[:, None, None], small_true)  # 1 pixel off by 200: AuC 0
+    assert np.isclose(acc.auc_raw_per_image(), 50.0)
+    assert np.isclose(acc.auc_raw(), 100 * 100 / 101)
+    assert np.isnan(metrics.AucAccumulator().auc_raw_per_image())
+
+
+def test_rebalanced_auc_with_a_given_prior():
+    # the case above: 3 exact pixels of bin A, 1 pixel of bin B off by 200
+    ab_true = np.array([[[0, 0, 0, 50]], [[0, 0, 0, 50]]], np.float32)
+    ab_pred = ab_true.copy()
+    ab_pred[0, 0, 3] += 200
+    acc = metrics.AucAccumulator()
+    acc.add(ab_pred, ab_true)
+    (a, b), _ = nearest_bins(np.array([[0, 0], [50, 50]], np.float32), 1)
+    p = np.full(NUM_BINS, 1e-3)
+    p[a], p[b] = 0.3, 0.1  # weights 1/p: A pixels 3 x 1/0.3 = 10, the B pixel 1/0.1 = 10 -> half each
+    assert np.isclose(acc.auc_rebalanced(p), 50.0)
+    p[b] = 0.3  # equal weight per pixel -> the raw AuC
+    assert np.isclose(acc.auc_rebalanced(p), acc.auc_raw())
+    freq = np.zeros(NUM_BINS)
+    freq[a], freq[b] = 3, 1  # the set's own frequencies reproduce the default
+    assert np.isclose(acc.auc_rebalanced(freq), acc.auc_rebalanced())
+
+
+@pytest.mark.parametrize("bad", [np.ones(312), np.full(NUM_BINS, np.nan), -np.ones(NUM_BINS), np.zeros(NUM_BINS)])
+def test_check_prior_refuses_bad_priors(bad):
+    with pytest.raises(ValueError, match="prior"):
+        metrics.check_prior(bad)

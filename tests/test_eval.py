@@ -8,6 +8,7 @@ import cv2
 import numpy as np
 import pytest
 
+from colorize_rt.core.constants import NUM_BINS
 from colorize_rt.core.files import list_images
 from colorize_rt.eval.cli import main as eval_main
 from colorize_rt.eval.predictors import onnx_predictor, predictor_for
@@ -68,6 +69,21 @@ def test_colorize_eval_cli_checkpoint_and_onnx_agree(photo_dir, tmp_path):
     assert direct["auc_rebal"] == pytest.approx(ox["auc_rebal"])
 
 
+def test_colorize_eval_paper_metrics_with_a_prior(photo_dir, tmp_path, capsys):
+    """--prior adds the paper's rebalanced AuC (weights 1/p); the per-image raw AuC is always there."""
+    prior_file = tmp_path / "prior.npy"
+    np.save(prior_file, np.full(NUM_BINS, 1.0 / NUM_BINS))  # a flat prior: every pixel weighs the same
+    out = tmp_path / "eval.json"
+    assert eval_main(["--data", str(photo_dir), "--prior", str(prior_file), "--json", str(out)]) == 0
+    assert "rebal/prior" in capsys.readouterr().out
+    gray = json.loads(out.read_text())["methods"]["gray"]
+    assert gray["auc_rebal_prior"] == pytest.approx(gray["auc_raw"])  # flat prior = no rebalancing
+    alone = [evaluate([f], {}, progress=False)["methods"]["gray"] for f in list_images(photo_dir)]
+    per_image = [m["auc_raw"] for m in alone if m["n_images"]]  # one image: pooled = its own AuC
+    assert len(per_image) == 3 and max(per_image) - min(per_image) > 1
+    assert gray["auc_raw_img"] == pytest.approx(np.mean(per_image))
+
+
 def test_predictor_for_uses_the_temperature(tiny_onnx, photo_dir):
     (_, lab), *_ = iter_lab_images(list_images(photo_dir)[:1])
     cold, hot = predictor_for(tiny_onnx, 0.2)(lab[..., 0]), predictor_for(tiny_onnx, 1.0)(lab[..., 0])
@@ -85,6 +101,8 @@ def test_colorize_eval_errors_are_one_line(tmp_path, capsys, photo_dir):
     assert eval_main(["--model", str(bad), "--data", str(photo_dir)]) == 1
     err = capsys.readouterr().err.strip()
     assert err.startswith("Error: cannot load") and len(err.splitlines()) == 1
-    for bad_args in (["--limit", "-1"], ["--temperature", "0"], ["--temperature", "nan"]):
+    short = tmp_path / "short.npy"
+    np.save(short, np.ones(10))
+    for bad_args in (["--limit", "-1"], ["--temperature", "0"], ["--temperature", "nan"], ["--prior", str(short)]):
         assert eval_main(["--data", str(photo_dir), *bad_args]) == 2
         assert "Invalid value for" in capsys.readouterr().err

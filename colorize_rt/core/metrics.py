@@ -1,6 +1,10 @@
 """The paper's evaluation: AuC of the CDF of per-pixel ab L2 error (thresholds 0..150), raw and
-class-rebalanced (each pixel weighted by the inverse probability of its ground-truth bin, pooled over
-the whole set), and RGB PSNR."""
+class-rebalanced (each pixel weighted by the inverse probability of its ground-truth bin), and RGB PSNR.
+
+Two readings of each AuC are kept apart:
+- raw: pooled over every pixel of the set, or the mean of per-image AuCs (the paper's way);
+- rebalanced: ``p(bin)`` from the set being evaluated (each bin then weighs the same), or from a given
+  prior such as ImageNet's (the paper's way: ``w = 1 / p_ImageNet(bin)``)."""
 
 from __future__ import annotations
 
@@ -25,6 +29,16 @@ def psnr(rgb_pred: np.ndarray, rgb_true: np.ndarray) -> float:
     return 100.0 if mse <= 1e-12 else 10.0 * np.log10(1.0 / mse)
 
 
+def check_prior(prior) -> np.ndarray:
+    """A prior over the 313 bins as float64, or ValueError saying what is wrong with it."""
+    p = np.asarray(prior, np.float64)
+    if p.shape != (NUM_BINS,):
+        raise ValueError(f"a prior needs {NUM_BINS} values (one per ab bin); got shape {p.shape}")
+    if not np.isfinite(p).all() or (p < 0).any() or p.sum() <= 0:
+        raise ValueError("a prior needs finite, non-negative values with a positive sum")
+    return p / p.sum()
+
+
 @dataclass
 class AucAccumulator:
     """Pools per-pixel ab errors over a set. Errors are bucketed by ceil(err) so the CDF at the
@@ -32,6 +46,7 @@ class AucAccumulator:
     weights come from the prior of the very set being evaluated."""
 
     hist: np.ndarray = field(default_factory=lambda: np.zeros((NUM_BINS, MAX_THRESHOLD + 2), np.float64))
+    image_aucs: list[float] = field(default_factory=list)
 
     def add(self, ab_pred: np.ndarray, ab_true: np.ndarray) -> None:
         """ab maps (2, H, W) each."""
@@ -39,14 +54,34 @@ class AucAccumulator:
         bucket = np.minimum(np.ceil(err).astype(np.int64), MAX_THRESHOLD + 1).ravel()
         gt_bin, _ = nearest_bins(np.moveaxis(np.asarray(ab_true, np.float32), 0, -1).reshape(-1, 2), 1)
         flat = gt_bin.ravel() * (MAX_THRESHOLD + 2) + bucket
-        self.hist += np.bincount(flat, minlength=self.hist.size).reshape(self.hist.shape)
+        joint = np.bincount(flat, minlength=self.hist.size).reshape(self.hist.shape)
+        self.hist += joint
+        counts = joint.sum(0)
+        self.image_aucs.append(auc_from_cdf(np.cumsum(counts)[: MAX_THRESHOLD + 1] / max(counts.sum(), 1)))
 
     def auc_raw(self) -> float:
         counts = self.hist.sum(0)
         return auc_from_cdf(np.cumsum(counts)[: MAX_THRESHOLD + 1] / counts.sum())
 
-    def auc_rebalanced(self) -> float:
-        per_bin = self.hist.sum(1)
-        w = np.where(per_bin > 0, 1.0 / np.maximum(per_bin, 1e-12), 0.0)  # ∝ 1 / p(bin)
+    def auc_raw_per_image(self) -> float:
+        """Mean of the per-image raw AuCs (the paper's raw AuC): each image counts once, whatever its size."""
+        return float(np.mean(self.image_aucs)) if self.image_aucs else float("nan")
+
+    def auc_rebalanced(self, prior: np.ndarray | None = None) -> float:
+        """Rebalanced AuC, pooled over the set.
+
+        Args:
+            prior: p(bin) (313 values) to weight pixels by ``1 / p``; None uses the set's own bin
+                frequencies, so every bin present carries the same total weight.
+
+        Returns:
+            The AuC (0..100).
+        """
+        if prior is None:
+            per_bin = self.hist.sum(1)
+            w = np.where(per_bin > 0, 1.0 / np.maximum(per_bin, 1e-12), 0.0)  # ∝ 1 / p(bin)
+        else:
+            prior = check_prior(prior)
+            w = np.where(prior > 0, 1.0 / np.maximum(prior, 1e-300), 0.0)
         counts = (self.hist * w[:, None]).sum(0)
         return auc_from_cdf(np.cumsum(counts)[: MAX_THRESHOLD + 1] / counts.sum())

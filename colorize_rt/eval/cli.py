@@ -11,10 +11,12 @@ import sys
 from pathlib import Path
 
 import click
+import numpy as np
 
 from ..core.atomic import atomic_write_text
 from ..core.constants import DEFAULT_T
 from ..core.files import list_images
+from ..core.metrics import check_prior
 from ..runtime.limits import TEMPERATURE
 from .predictors import predictor_for
 from .scoring import evaluate, format_table
@@ -33,12 +35,19 @@ from .scoring import evaluate, format_table
 )
 @click.option("--temperature", default=DEFAULT_T, show_default=True, type=TEMPERATURE.click_type())
 @click.option("--limit", default=0, type=click.IntRange(0), help="evaluate at most this many images (0 = all)")
+@click.option(
+    "--prior",
+    "prior_path",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="p(bin) as a 313-value .npy (e.g. the ImageNet prior): adds the paper's rebalanced AuC, weights 1/p",
+)
 @click.option("--json", "json_out", type=click.Path(dir_okay=False, path_type=Path), help="write results as JSON")
-def cli(models, data, temperature, limit, json_out):
+def cli(models, data, temperature, limit, prior_path, json_out):
     """Score models with the paper's metrics (raw / rebalanced AuC, PSNR) against the gray baseline."""
     files = list_images(data, limit or None)
     if not files:
         raise click.UsageError(f"no images under {data}")
+    prior = _load_prior(prior_path) if prior_path else None
     predictors = {}
     for path in models:
         name = path.stem if path.stem not in predictors else str(path)
@@ -47,12 +56,21 @@ def cli(models, data, temperature, limit, json_out):
         except Exception as exc:  # a user's file: ONNX Runtime and torch raise many types for bad ones
             first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
             raise click.ClickException(f"cannot load {path}: {first}") from None
-    result = evaluate(files, predictors)
+    result = evaluate(files, predictors, prior=prior)
     result["temperature"] = temperature
+    if prior_path:
+        result["prior"] = str(prior_path)
     result["data"] = str(data)
     click.echo(format_table(result))
     if json_out:
         atomic_write_text(json_out, json.dumps(result, indent=2))
+
+
+def _load_prior(path: Path) -> np.ndarray:
+    try:
+        return check_prior(np.load(path, allow_pickle=False))
+    except (OSError, ValueError) as exc:
+        raise click.BadParameter(f"{path}: {exc}", param_hint="--prior") from None
 
 
 def main(argv=None) -> int:

@@ -17,7 +17,7 @@ import numpy as np
 from tqdm import tqdm
 
 from ..core.color import lab_to_rgb, merge_l_ab, rgb_to_lab
-from ..core.metrics import AucAccumulator, psnr
+from ..core.metrics import AucAccumulator, check_prior, psnr
 
 Predictor = Callable[[np.ndarray], np.ndarray]
 EVAL_SHORT_SIDE = 256
@@ -64,6 +64,7 @@ def evaluate(
     predictors: dict[str, Predictor],
     short_side: int = EVAL_SHORT_SIDE,
     progress: bool = True,
+    prior: np.ndarray | None = None,
 ) -> dict:
     """Score predictors and the gray baseline with the paper's metrics.
 
@@ -72,10 +73,16 @@ def evaluate(
         predictors: name -> function L* (H, W) -> ab (2, H, W).
         short_side: evaluation size (shorter side).
         progress: show a progress bar.
+        prior: p(bin) over the 313 bins (e.g. ImageNet's) for the paper's rebalanced AuC, weights
+            ``1 / p``; None leaves ``auc_rebal_prior`` out.
 
     Returns:
-        ``{"methods": {name: {auc_raw, auc_rebal, psnr, n_images}}, "n_excluded": int}``.
+        ``{"methods": {name: {auc_raw, auc_raw_img, auc_rebal[, auc_rebal_prior], psnr, n_images}},
+        "n_excluded": int}``: ``auc_raw`` pools every pixel, ``auc_raw_img`` is the mean of per-image
+        AuCs (the paper's), ``auc_rebal`` weights by the set's own bin frequencies.
     """
+    if prior is not None:
+        prior = check_prior(prior)
     methods = {"gray": lambda L: np.zeros((2, *L.shape), np.float32), **predictors}
     accs = {name: AucAccumulator() for name in methods}
     psnrs: dict[str, list[float]] = {name: [] for name in methods}
@@ -91,17 +98,21 @@ def evaluate(
             accs[name].add(ab, ab_true)
             psnrs[name].append(psnr(lab_to_rgb(merge_l_ab(L, ab)), rgb_true))
     return {
-        "methods": {
-            name: {
-                "auc_raw": accs[name].auc_raw() if psnrs[name] else float("nan"),
-                "auc_rebal": accs[name].auc_rebalanced() if psnrs[name] else float("nan"),
-                "psnr": float(np.mean(psnrs[name])) if psnrs[name] else float("nan"),
-                "n_images": len(psnrs[name]),
-            }
-            for name in methods
-        },
+        "methods": {name: _scores(accs[name], psnrs[name], prior) for name in methods},
         "n_excluded": excluded,
     }
+
+
+def _scores(acc: AucAccumulator, psnrs: list[float], prior: np.ndarray | None) -> dict:
+    nan = float("nan")
+    scores = {
+        "auc_raw": acc.auc_raw() if psnrs else nan,
+        "auc_raw_img": acc.auc_raw_per_image() if psnrs else nan,
+        "auc_rebal": acc.auc_rebalanced() if psnrs else nan,
+    }
+    if prior is not None:
+        scores["auc_rebal_prior"] = acc.auc_rebalanced(prior) if psnrs else nan
+    return {**scores, "psnr": float(np.mean(psnrs)) if psnrs else nan, "n_images": len(psnrs)}
 
 
 def format_table(result: dict) -> str:
@@ -113,8 +124,17 @@ def format_table(result: dict) -> str:
     Returns:
         One line per method, then the excluded count.
     """
-    lines = [f"{'method':<24} {'AuC raw':>8} {'AuC rebal':>10} {'PSNR':>7} {'images':>7}"]
+    with_prior = any("auc_rebal_prior" in m for m in result["methods"].values())
+    head = f"{'method':<24} {'AuC raw':>8} {'raw/img':>8} {'AuC rebal':>10}"
+    lines = [head + (f" {'rebal/prior':>11}" if with_prior else "") + f" {'PSNR':>7} {'images':>7}"]
     for name, m in result["methods"].items():
-        lines.append(f"{name:<24} {m['auc_raw']:8.2f} {m['auc_rebal']:10.2f} {m['psnr']:7.2f} {m['n_images']:7d}")
+        row = f"{name:<24} {m['auc_raw']:8.2f} {m.get('auc_raw_img', float('nan')):8.2f} {m['auc_rebal']:10.2f}"
+        if with_prior:
+            row += f" {m.get('auc_rebal_prior', float('nan')):11.2f}"
+        lines.append(row + f" {m['psnr']:7.2f} {m['n_images']:7d}")
     lines.append(f"(excluded as nearly colourless: {result['n_excluded']})")
+    lines.append(
+        "AuC raw: pooled over pixels; raw/img: mean of per-image AuCs (the paper's); AuC rebal: weights from the "
+        "set's own bin frequencies" + ("; rebal/prior: weights 1/p from the given prior (the paper's)" if with_prior else "")
+    )
     return "\n".join(lines)
