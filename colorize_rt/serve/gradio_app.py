@@ -119,7 +119,7 @@ def build_blocks(service: ColorizeService):
                     value=DEFAULT_T,
                     step=0.01,
                     label="Temperature (live preview)",
-                    info="annealed mean: lower = more saturated, 1 = mean",
+                    info="annealed mean: 0.38 = the paper's default; lower = closer to the most likely colour, 1 = the mean",
                     elem_id="temperature",
                 )
                 with gr.Row():

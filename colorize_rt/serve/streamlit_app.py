@@ -60,7 +60,7 @@ def main() -> None:
             DEFAULT_T,
             0.01,
             key="temperature",
-            help="annealed mean: lower = more saturated, 1 = mean",
+            help="annealed mean: 0.38 = the paper's default; lower = closer to the most likely colour, 1 = the mean",
             disabled=method == "transfer",
         )
         c1, c2 = st.columns(2)
