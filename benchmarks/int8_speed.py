@@ -41,18 +41,10 @@ def _time(fn, reps: int) -> list[float]:
 
 
 def speed(fp32: str, int8: str, reps: int) -> dict:
-    from colorize_rt.runtime.session import ort_session
+    from benchmarks.model_latency import measure
 
-    s32, s8 = ort_session(fp32), ort_session(int8)
-    f = _feed(256)
-    for s in (s32, s8):
-        s.run(None, f)
-    a, b = [], []
-    for _ in range(reps):  # interleaved, so load changes hit both
-        a += _time(lambda: s32.run(None, f), 1)
-        b += _time(lambda: s8.run(None, f), 1)
-    m32, m8 = statistics.median(a), statistics.median(b)
-    return {"fp32_ms": round(m32, 2), "int8_ms": round(m8, 2), "speedup": round(m32 / m8, 3), "reps": reps}
+    m32, m8 = (row["median_ms"] for row in measure([fp32, int8], 256, reps)["models"])  # interleaved
+    return {"fp32_ms": m32, "int8_ms": m8, "speedup": round(m32 / m8, 3), "reps": reps}
 
 
 def probe_overhead(model: str, reps: int) -> dict:

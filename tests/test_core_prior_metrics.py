@@ -67,13 +67,18 @@ def test_auc_hand_computed_case():
     assert np.isclose(acc.auc_rebalanced(), expected)
 
 
-def test_rebalanced_weights_rare_bins_up():
-    # 3 pixels of bin A predicted exactly, 1 pixel of bin B off by 200.
+def _three_exact_one_rare() -> metrics.AucAccumulator:
+    """3 pixels of bin A, ab (0, 0), predicted exactly; 1 pixel of bin B, ab (50, 50), off by 200."""
     ab_true = np.array([[[0, 0, 0, 50]], [[0, 0, 0, 50]]], np.float32)
     ab_pred = ab_true.copy()
     ab_pred[0, 0, 3] += 200
     acc = metrics.AucAccumulator()
     acc.add(ab_pred, ab_true)
+    return acc
+
+
+def test_rebalanced_weights_rare_bins_up():
+    acc = _three_exact_one_rare()
     assert np.isclose(acc.auc_raw(), 75.0)
     assert np.isclose(acc.auc_rebalanced(), 50.0)  # each bin carries half the weight
 
@@ -96,12 +101,7 @@ def test_raw_auc_per_image_mean_differs_from_pooled():
 
 
 def test_rebalanced_auc_with_a_given_prior():
-    # the case above: 3 exact pixels of bin A, 1 pixel of bin B off by 200
-    ab_true = np.array([[[0, 0, 0, 50]], [[0, 0, 0, 50]]], np.float32)
-    ab_pred = ab_true.copy()
-    ab_pred[0, 0, 3] += 200
-    acc = metrics.AucAccumulator()
-    acc.add(ab_pred, ab_true)
+    acc = _three_exact_one_rare()
     (a, b), _ = nearest_bins(np.array([[0, 0], [50, 50]], np.float32), 1)
     p = np.full(NUM_BINS, 1e-3)
     p[a], p[b] = 0.3, 0.1  # weights 1/p: A pixels 3 x 1/0.3 = 10, the B pixel 1/0.1 = 10 -> half each

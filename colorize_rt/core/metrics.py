@@ -29,6 +29,12 @@ def psnr(rgb_pred: np.ndarray, rgb_true: np.ndarray) -> float:
     return 100.0 if mse <= 1e-12 else 10.0 * np.log10(1.0 / mse)
 
 
+def _auc_of_counts(counts: np.ndarray) -> float:
+    """(Weighted) pixel counts per error bucket -> the AuC of their CDF (NaN with no pixels)."""
+    total = float(counts.sum())
+    return auc_from_cdf(np.cumsum(counts)[: MAX_THRESHOLD + 1] / total) if total > 0 else float("nan")
+
+
 def check_prior(prior) -> np.ndarray:
     """A prior over the 313 bins as float64, or ValueError saying what is wrong with it."""
     p = np.asarray(prior, np.float64)
@@ -56,12 +62,10 @@ class AucAccumulator:
         flat = gt_bin.ravel() * (MAX_THRESHOLD + 2) + bucket
         joint = np.bincount(flat, minlength=self.hist.size).reshape(self.hist.shape)
         self.hist += joint
-        counts = joint.sum(0)
-        self.image_aucs.append(auc_from_cdf(np.cumsum(counts)[: MAX_THRESHOLD + 1] / max(counts.sum(), 1)))
+        self.image_aucs.append(_auc_of_counts(joint.sum(0)))
 
     def auc_raw(self) -> float:
-        counts = self.hist.sum(0)
-        return auc_from_cdf(np.cumsum(counts)[: MAX_THRESHOLD + 1] / counts.sum())
+        return _auc_of_counts(self.hist.sum(0))
 
     def auc_raw_per_image(self) -> float:
         """Mean of the per-image raw AuCs (the paper's raw AuC): each image counts once, whatever its size."""
@@ -83,5 +87,4 @@ class AucAccumulator:
         else:
             prior = check_prior(prior)
             w = np.where(prior > 0, 1.0 / np.maximum(prior, 1e-300), 0.0)
-        counts = (self.hist * w[:, None]).sum(0)
-        return auc_from_cdf(np.cumsum(counts)[: MAX_THRESHOLD + 1] / counts.sum())
+        return _auc_of_counts((self.hist * w[:, None]).sum(0))
