@@ -167,15 +167,18 @@ def test_prepare_fit_uses_lstar(tiny):
     assert prepare_fit(img, 64)[0, 0] == pytest.approx(53.585, abs=0.01)
 
 
-def test_fit_latency(tiny, record_property):
-    """Fit-mode latency (tiny model, CPU) for a 1024x768 photo: decode excluded, everything else included."""
+def test_fit_mode_repeatable_with_latency_recorded(tiny, record_property):
+    """Fit mode on a 1024x768 photo gives the same picture run after run (the warm session, its arena and the
+    saved optimised graph change nothing). Its latency (decode excluded) is recorded, not asserted: speed
+    targets live in the benchmarks."""
     img = _img(cv2.resize(photo("astronaut"), (1024, 768)))
-    tiny.colorize(img)
+    first = tiny.colorize(img)
     times = []
     for _ in range(3):
         t0 = time.perf_counter()
-        tiny.colorize(img)
+        again = tiny.colorize(img)
         times.append(time.perf_counter() - t0)
+        np.testing.assert_array_equal(again.rgb, first.rgb)
+    assert first.rgb.shape == (768, 1024, 3)
     record_property("fit_latency_1024x768_s", min(times))
     print(f"\nfit-mode latency 1024x768 (tiny model, CPU): {min(times) * 1000:.0f} ms")
-    assert min(times) < 5.0
