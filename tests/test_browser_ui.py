@@ -33,6 +33,7 @@ webdriver = pytest.importorskip("selenium.webdriver", reason="pip install seleni
 pytest.importorskip("gradio", reason="pip install 'colorize-rt[serve]'")
 pytest.importorskip("torch", reason="the test model is exported with torch (the [train] extra)")
 pytest.importorskip("skimage", reason="sample photos come from scikit-image (the [dev] extra)")
+from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException  # noqa: E402
 from selenium.webdriver.common.by import By  # noqa: E402
 from selenium.webdriver.common.keys import Keys  # noqa: E402
 from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
@@ -107,11 +108,19 @@ def screenshot_region(driver, element, path: Path):
 
 
 def wait_for(driver, fn, timeout=60, what="condition"):
+    """Poll ``fn(driver)`` until it returns something truthy. An element the page re-rendered between finding
+    it and reading it (Streamlit redraws on every run) counts as not there yet."""
+    ignored = (NoSuchElementException, StaleElementReferenceException)
     try:
-        return WebDriverWait(driver, timeout, poll_frequency=0.2).until(lambda d: fn(d))
+        return WebDriverWait(driver, timeout, poll_frequency=0.2, ignored_exceptions=ignored).until(lambda d: fn(d))
     except Exception as exc:  # noqa: BLE001 - add the page's status to the failure
         status = driver.find_elements(By.CSS_SELECTOR, "#status, [data-testid=stAlert]")
         raise AssertionError(f"timed out waiting for {what}; status: {[s.text for s in status]}") from exc
+
+
+def _text_with(text: str, part: str) -> str | None:
+    """Returns: ``text`` if it contains ``part`` (for :func:`wait_for`: read once, so it cannot go stale)."""
+    return text if part in text else None
 
 
 def test_gradio_upload_shows_coloured_result(browser, gradio_app, model, photo, tmp_path):
@@ -241,8 +250,7 @@ def test_streamlit_non_image_gets_a_clear_message(browser, streamlit_app, tmp_pa
     bad.write_text("this is not an image\n")
     _streamlit_upload(browser, streamlit_app.url, bad)
     alert = "[data-testid=stAlert]"
-    wait_for(browser, lambda d: "usable image" in d.find_element(By.CSS_SELECTOR, alert).text, what="error")
-    text = browser.find_element(By.CSS_SELECTOR, alert).text
+    text = wait_for(browser, lambda d: _text_with(d.find_element(By.CSS_SELECTOR, alert).text, "usable image"), what="error")
     assert text == "Error: the image is not a usable image: not a recognised image file"
 
 
