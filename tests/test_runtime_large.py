@@ -133,9 +133,8 @@ def test_8000x8000_tiled_memory_bounded(tmp_path, toy, record_property):
 _ARENA_CHILD = textwrap.dedent("""
     import json, sys
     import numpy as np
+    from colorize_rt.bench.memory import current_rss_mb as rss_mb
     from colorize_rt.runtime.runners import OrtRunner, predict_ab
-    def rss_mb():
-        return int(open("/proc/self/statm").read().split()[1]) * 4096 / 2**20
     keep = None if sys.argv[2] == "none" else int(sys.argv[2])
     L = np.random.default_rng(0).uniform(0, 100, (1024, 1024)).astype(np.float32)
     with OrtRunner(sys.argv[1], threads=1, arena_keep_pixels=keep) as runner:
@@ -154,7 +153,6 @@ def _arena_probe(model: str, keep: str) -> dict:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads RSS from /proc/self/statm")
 def test_large_run_does_not_leave_its_peak_in_the_arena():
     """A run over the runner's ``arena_keep_pixels`` (here 512², so that a 1024² image is over it) hands
     ONNX Runtime's CPU arena back: without that, the 1024² run leaves ~370 MB held (measured on the 2-core

@@ -64,8 +64,8 @@ class OrtRunner(Runner):
     backend selection can fall back explicitly instead of running on the CPU unawares.
 
     On the CPU provider, after a run on more than ``arena_keep_pixels`` input pixels (batch included), the
-    memory arena is shrunk back to what is in use (ONNX Runtime's ``memory.enable_memory_arena_shrinkage``), so one large
-    image does not leave its peak memory held by the session; ``None`` never shrinks.
+    memory arena is shrunk back to what is in use (ONNX Runtime's ``memory.enable_memory_arena_shrinkage``),
+    so one large image does not leave its peak memory held by the session; ``None`` never shrinks.
     """
 
     name = "onnxruntime-cpu"
