@@ -286,3 +286,26 @@ def test_ema_warms_up_then_keeps_its_decay():
     assert train_mod.ema_decay_at(0.999, 100_000) == 0.999
     decays = [train_mod.ema_decay_at(0.999, s) for s in range(0, 20_000, 50)]
     assert decays == sorted(decays)
+
+
+@needs(TRAIN_DIR)
+def test_init_from_starts_a_fresh_run_from_a_checkpoints_ema_weights(tmp_path):
+    first = train_mod.train(_cfg(ema_decay=0.9), tmp_path / "first", progress=False)
+    state = load_checkpoint(tmp_path / "first" / "last.pt")
+    assert first["step"] == 6 and state["ema"] is not None
+    half = dict(state, ema={k: v.half() if v.is_floating_point() else v for k, v in state["ema"].items()})
+    torch.save(half, tmp_path / "half.pt")  # fp16-stored weights, as shipped, load too
+
+    run = train_mod.setup(_cfg(init_from=str(tmp_path / "half.pt")), tmp_path / "second")
+    assert run.step == 0
+    for key, value in run.net.state_dict().items():
+        assert value.dtype == state["ema"][key].dtype
+        torch.testing.assert_close(value, state["ema"][key].to(value.dtype), atol=2e-3, rtol=2e-3)
+    moved = [k for k, v in state["model"].items() if v.is_floating_point() and not torch.allclose(v, state["ema"][k], atol=1e-2)]
+    assert moved, "after 6 steps the EMA should differ from the raw weights, or this test cannot tell them apart"
+    assert not torch.allclose(run.net.state_dict()[moved[0]], state["model"][moved[0]], atol=1e-2)
+
+    with pytest.raises(ValueError, match="holds a mobile model"):
+        train_mod.setup(_cfg(init_from=str(tmp_path / "half.pt"), model="l2"), tmp_path / "third")
+    with pytest.raises(ValueError, match="do not fit"):
+        train_mod.setup(_cfg(init_from=str(tmp_path / "half.pt"), model_args={"width": 0.25}), tmp_path / "fourth")

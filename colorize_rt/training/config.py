@@ -16,6 +16,7 @@ class TrainConfig:
     # model
     model: str = "mobile"  # a name from colorize_rt.models.list_models()
     model_args: dict = field(default_factory=dict)  # overrides of the variant's args, e.g. {width: 0.25}
+    init_from: str = ""  # a checkpoint whose weights (its EMA if it has one) start this run at step 0; same variant
     # data
     train_dir: str = "../shared/data/colorize-train/train"
     val_dir: str = "../shared/data/colorize-train/val"

@@ -31,7 +31,7 @@ from ..core.files import list_images
 from ..core.prior import prior_from_ab_maps, rebalance_weights
 from ..eval.predictors import torch_predictor
 from ..eval.scoring import evaluate, iter_lab_images
-from ..models import create_model
+from ..models import create_model, model_info
 from ..models.checkpoint import load_checkpoint, save_checkpoint
 from ..models.decode import annealed_mean_torch, bins_tensor
 from .config import TrainConfig
@@ -298,8 +298,35 @@ def _device(cfg: TrainConfig, world: int) -> torch.device:
     return torch.device("cuda")
 
 
+def init_weights(net: torch.nn.Module, cfg: TrainConfig) -> None:
+    """Load ``cfg.init_from``'s weights (its EMA where it has one) into ``net``: fine-tune from a checkpoint.
+
+    Args:
+        net: the freshly built network of ``cfg.model``.
+        cfg: the run's config; nothing happens when ``init_from`` is empty.
+    """
+    if not cfg.init_from:
+        return
+    state = load_checkpoint(cfg.init_from)
+    if state["variant"] != cfg.model:
+        raise ValueError(f"init_from {cfg.init_from} holds a {state['variant']} model, but this run trains {cfg.model}")
+    which = "ema" if state.get("ema") is not None else "model"
+    weights = state[which]
+    own = net.state_dict()
+    mismatched = sorted(k for k, v in weights.items() if k in own and own[k].shape != v.shape)
+    if set(weights) != set(own) or mismatched:
+        raise ValueError(f"init_from {cfg.init_from}: its weights do not fit {cfg.model} with model_args {cfg.model_args}")
+    net.load_state_dict({k: v.to(own[k].dtype) for k, v in weights.items()})  # fp16-stored weights load too
+    log.info("weights from %s (%s, step %s)", cfg.init_from, which, state.get("step"))
+
+
 def _build_net(cfg: TrainConfig, device: torch.device) -> torch.nn.Module:
-    net = create_model(cfg.model, **cfg.model_args).to(device)
+    args = dict(cfg.model_args)
+    if cfg.init_from and "pretrained" in model_info(cfg.model):
+        args["pretrained"] = False  # the checkpoint carries the encoder's weights
+    net = create_model(cfg.model, **args)
+    init_weights(net, cfg)
+    net = net.to(device)
     gc = cfg.grad_checkpointing
     if gc == "auto":
         small_gpu = device.type == "cuda" and torch.cuda.get_device_properties(device).total_memory < 12 * 2**30
