@@ -19,6 +19,7 @@ from tqdm import tqdm
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from colorize_rt.core.files import list_images  # noqa: E402
+from colorize_rt.eval.scoring import resize_short_side  # noqa: E402
 
 
 def main() -> int:
@@ -42,9 +43,7 @@ def main() -> int:
         bgr = cv2.imread(str(f), cv2.IMREAD_COLOR)
         if bgr is None:
             continue
-        h, w = bgr.shape[:2]
-        s = args.size / min(h, w)
-        bgr = cv2.resize(bgr, (max(args.size, round(w * s)), max(args.size, round(h * s))), interpolation=cv2.INTER_AREA)
+        bgr = resize_short_side(bgr, args.size)
         h, w = bgr.shape[:2]
         y, x = (h - args.size) // 2, (w - args.size) // 2
         ok, data = cv2.imencode(".webp", bgr[y : y + args.size, x : x + args.size], [cv2.IMWRITE_WEBP_QUALITY, args.quality])

@@ -145,14 +145,14 @@ def export_checkpoint(
 ) -> Path:
     """Export a training checkpoint; metadata records its sha256, training config hash and step."""
     from ..core.hashing import file_sha256
-    from ..models.checkpoint import model_from_checkpoint
+    from ..models.checkpoint import model_from_checkpoint, weights_key
 
     net, state = model_from_checkpoint(checkpoint, use_ema=use_ema)
     meta = {
         "source_checkpoint": Path(checkpoint).name,
         "checkpoint_sha256": file_sha256(checkpoint),
         "training_config_hash": state.get("config_hash") or config_hash(state.get("config")),
-        "training_step": str(state.get("step", "")),
-        "weights": "ema" if use_ema and state.get("ema") is not None else "model",
+        "training_step": "" if state.get("step") is None else str(state["step"]),  # a soup has none
+        "weights": weights_key(state, use_ema),
     }
     return export_onnx(net, out_path, meta, default_temperature=default_temperature, **kwargs)

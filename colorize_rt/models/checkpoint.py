@@ -50,6 +50,19 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     return state
 
 
+def weights_key(state: dict[str, Any], use_ema: bool = True) -> str:
+    """Which weights of a checkpoint to use.
+
+    Args:
+        state: a checkpoint dict.
+        use_ema: prefer the EMA weights.
+
+    Returns:
+        ``"ema"`` when asked for and present, else ``"model"``.
+    """
+    return "ema" if use_ema and state.get("ema") is not None else "model"
+
+
 def model_from_checkpoint(path: str | Path, use_ema: bool = True):
     """Rebuild the network recorded in a checkpoint, in eval mode.
 
@@ -65,6 +78,5 @@ def model_from_checkpoint(path: str | Path, use_ema: bool = True):
     if "pretrained" in args:
         args["pretrained"] = False  # the checkpoint carries the encoder weights
     net = create_model(state["variant"], **args)
-    weights = state.get("ema") if use_ema and state.get("ema") is not None else state["model"]
-    net.load_state_dict(weights)
+    net.load_state_dict(state[weights_key(state, use_ema)])
     return net.eval(), state

@@ -13,12 +13,13 @@ evaluate or fine-tune it (``init_from``) like any other.
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 from pathlib import Path
 
 import torch
 
-from ..models.checkpoint import load_checkpoint, save_checkpoint
+from ..models.checkpoint import load_checkpoint, save_checkpoint, weights_key
 
 
 def _architecture(state: dict) -> tuple[str, dict]:
@@ -42,7 +43,7 @@ def average_checkpoints(paths: list[str | Path], weights: list[float] | None = N
     weights = [1.0] * len(paths) if weights is None else [float(w) for w in weights]
     if len(weights) != len(paths):
         raise ValueError(f"{len(weights)} weights for {len(paths)} checkpoints")
-    if not all(w > 0 for w in weights) or not all(w < float("inf") for w in weights):
+    if not all(w > 0 and math.isfinite(w) for w in weights):
         raise ValueError(f"weights must be positive and finite; got {weights}")
     total = sum(weights)
     first = load_checkpoint(paths[0])
@@ -52,7 +53,7 @@ def average_checkpoints(paths: list[str | Path], weights: list[float] | None = N
         state = load_checkpoint(path) if i else first
         if _architecture(state) != _architecture(first):
             raise ValueError(f"{path} holds {_architecture(state)}, but {paths[0]} holds {_architecture(first)}")
-        sd = state["ema"] if state.get("ema") is not None else state["model"]
+        sd = state[weights_key(state)]
         if soup and (set(sd) != set(soup) or any(sd[k].shape != soup[k].shape for k in sd)):
             raise ValueError(f"{path}: its weights do not match {paths[0]}'s")
         for key, value in sd.items():
@@ -63,7 +64,7 @@ def average_checkpoints(paths: list[str | Path], weights: list[float] | None = N
             else:
                 soup[key] = value.float() * (w / total)
         record.append({"path": Path(path).name, "weight": w / total, "step": state.get("step")})
-    ref = first["ema"] if first.get("ema") is not None else first["model"]
+    ref = first[weights_key(first)]
     model = {k: v.to(ref[k].dtype) for k, v in soup.items()}
     return {"model": model, "ema": None, "variant": first["variant"], "variant_args": first.get("variant_args", {}),
             "step": None, "soup": record}  # fmt: skip

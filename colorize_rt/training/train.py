@@ -32,7 +32,7 @@ from ..core.prior import prior_from_ab_maps, rebalance_weights
 from ..eval.predictors import torch_predictor
 from ..eval.scoring import evaluate, iter_lab_images
 from ..models import create_model, model_info
-from ..models.checkpoint import load_checkpoint, save_checkpoint
+from ..models.checkpoint import load_checkpoint, save_checkpoint, weights_key
 from ..models.decode import annealed_mean_torch, bins_tensor
 from .config import TrainConfig
 from .data import ColorizationDataset
@@ -310,13 +310,12 @@ def init_weights(net: torch.nn.Module, cfg: TrainConfig) -> None:
     state = load_checkpoint(cfg.init_from)
     if state["variant"] != cfg.model:
         raise ValueError(f"init_from {cfg.init_from} holds a {state['variant']} model, but this run trains {cfg.model}")
-    which = "ema" if state.get("ema") is not None else "model"
-    weights = state[which]
-    own = net.state_dict()
-    mismatched = sorted(k for k, v in weights.items() if k in own and own[k].shape != v.shape)
-    if set(weights) != set(own) or mismatched:
-        raise ValueError(f"init_from {cfg.init_from}: its weights do not fit {cfg.model} with model_args {cfg.model_args}")
-    net.load_state_dict({k: v.to(own[k].dtype) for k, v in weights.items()})  # fp16-stored weights load too
+    which = weights_key(state)
+    try:
+        net.load_state_dict(state[which])  # copies into the net's own dtype: fp16-stored weights load too
+    except RuntimeError as exc:  # missing, unexpected or differently shaped tensors
+        fit = f"{cfg.model} with model_args {cfg.model_args}"
+        raise ValueError(f"init_from {cfg.init_from}: its weights do not fit {fit}") from exc
     log.info("weights from %s (%s, step %s)", cfg.init_from, which, state.get("step"))
 
 
