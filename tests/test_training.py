@@ -103,7 +103,7 @@ def test_smoke_training_writes_checkpoint_that_loads(tmp_path):
     assert not list(tmp_path.glob(".*.tmp*"))
 
 
-def _run_cli(out: Path, *extra: str) -> subprocess.Popen:
+def _run_cli(out: Path, *extra: str, **popen) -> subprocess.Popen:
     cmd = [
         sys.executable,
         "-m",
@@ -117,7 +117,7 @@ def _run_cli(out: Path, *extra: str) -> subprocess.Popen:
         "threads=1",
         *extra,
     ]
-    return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, cwd=ROOT)
+    return subprocess.Popen(cmd, **{"stdout": subprocess.PIPE, "stderr": subprocess.STDOUT, "cwd": ROOT, **popen})
 
 
 @needs(TRAIN_DIR)
@@ -145,6 +145,57 @@ def test_sigkill_then_resume_matches_uninterrupted_run(tmp_path):
     assert load_checkpoint(run / "last.pt")["step"] == 12
     for k in a:
         assert torch.allclose(a[k].float(), b[k].float(), atol=1e-6), k
+
+
+def _own_session_with_default_sigint() -> None:  # like a terminal's foreground job, whatever ran pytest
+    os.setsid()
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+@needs(TRAIN_DIR)
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_a_stop_signal_saves_the_step_in_flight_and_exits_128_plus_the_signal(tmp_path, sig):
+    """Ctrl-C or ``kill`` to the whole process group (the loader worker gets it too): the step in flight
+    finishes, ``last.pt`` holds it although no periodic checkpoint was due, one line, no traceback."""
+    run, log_path = tmp_path / "run", tmp_path / "train.log"
+    with open(log_path, "wb") as log_file:
+        proc = _run_cli(run, "max_steps=1000000", "ckpt_every=1000000", "log_every=1", "workers=1",
+                        stdout=log_file, preexec_fn=_own_session_with_default_sigint)  # fmt: skip
+        deadline = time.time() + 300
+        while "ips=" not in log_path.read_text(errors="replace") and time.time() < deadline:
+            time.sleep(0.05)  # a step has run: the loop (and its worker) are up
+        os.killpg(proc.pid, sig)
+        rc = proc.wait(timeout=120)
+    text = log_path.read_text(errors="replace")
+    assert rc == 128 + sig, text[-2000:]
+    assert "Traceback" not in text, text[-3000:]
+    line = next(x for x in text.splitlines() if "stopped by" in x)
+    step = load_checkpoint(run / "last.pt")["step"]
+    assert f"colorize-train: stopped by {sig.name} at step {step};" in line and "--resume" in line
+    assert step >= 1
+    assert not list(run.glob(".*"))  # no temp file left
+
+
+def test_stop_request_flags_a_signal_interrupts_on_a_second_ctrl_c_and_restores_the_handlers():
+    from colorize_rt.training.stop import StopRequest
+
+    saved = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:  # whatever ran pytest (a background job ignores SIGINT): Python's own Ctrl-C handler first
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        with StopRequest() as request:
+            os.kill(os.getpid(), signal.SIGTERM)
+            assert request.received == signal.SIGTERM
+            with pytest.raises(KeyboardInterrupt):
+                os.kill(os.getpid(), signal.SIGINT)
+        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        with StopRequest() as request:  # an ignored signal stays ignored (nohup, background jobs)
+            assert signal.getsignal(signal.SIGTERM) is signal.SIG_IGN
+            os.kill(os.getpid(), signal.SIGTERM)
+            assert request.received is None
+    finally:
+        for sig, handler in saved.items():
+            signal.signal(sig, handler)
 
 
 def test_ddp_gloo_two_processes_match_single_process(tmp_path):

@@ -1,5 +1,6 @@
 """Train a colorization model the paper's way. Reads top to bottom: setup, data, model, optimiser,
-helpers, then one loop (evaluate/checkpoint, forward/backward, log, stop).
+helpers, then one loop (evaluate/checkpoint, forward/backward, log, stop). SIGTERM or Ctrl-C stop it after
+the current step with ``last.pt`` saved (``training/stop.py``); exit status 128 + the signal.
 
     colorize-train --config configs/quicktrain.yaml --out ~/colorize-runs/quick [--resume] [key=value ...]
     torchrun --nproc_per_node 2 -m colorize_rt.training.train --config ... --out ...   (DDP)
@@ -13,6 +14,7 @@ import logging
 import math
 import os
 import random
+import signal
 import sys
 import time
 from dataclasses import dataclass, field
@@ -37,6 +39,7 @@ from ..models.decode import annealed_mean_torch, bins_tensor
 from .config import TrainConfig
 from .data import ColorizationDataset
 from .loss import l2_loss, rebalanced_ce, soft_encode_torch
+from .stop import StopRequest, ignore_stop_signals
 
 log = logging.getLogger("colorize_rt.train")
 
@@ -469,6 +472,18 @@ def out_of_budget(cfg: TrainConfig, t_start: float, cpu_start: float) -> str | N
     return None
 
 
+def stop_signal(run: Run, request: StopRequest) -> str | None:
+    """The name of the signal that asked the run to stop, or None; ranks agree, so all stop at one step."""
+    got = request.received is not None
+    if run.world > 1:
+        flag = torch.tensor([float(got)], device=run.device)
+        dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+        got = bool(flag.item())
+    if not got:
+        return None
+    return request.received.name if request.received is not None else "SIGTERM"  # another rank's
+
+
 def epoch_loader(run: Run) -> DataLoader:
     """The rest of the current epoch, from the batch after ``run.step``."""
     cfg = run.cfg
@@ -477,7 +492,7 @@ def epoch_loader(run: Run) -> DataLoader:
     sampler = EpochBatches(len(run.train_set), cfg.batch_size, cfg.seed, epoch, start, run.rank, run.world)
     return DataLoader(
         run.train_set, batch_sampler=sampler, num_workers=cfg.workers, persistent_workers=False,
-        prefetch_factor=4 if cfg.workers else None,
+        prefetch_factor=4 if cfg.workers else None, worker_init_fn=ignore_stop_signals if cfg.workers else None,
     )  # fmt: skip
 
 
@@ -490,26 +505,28 @@ def train(cfg: TrainConfig, run_dir: Path, resume: bool = False, progress: bool 
     t_start, cpu_start = time.time(), cpu_seconds()
     bar = tqdm(total=cfg.max_steps, initial=run.step, disable=not (progress and _is_main()), desc="train", dynamic_ncols=True)
     seen, t_log, stop = 0, time.time(), None
-    while run.step < cfg.max_steps and stop is None:
-        for L, ab_small in epoch_loader(run):
-            loss = optimise(run, L, ab_small)
-            seen += L.shape[0] * run.world
-            bar.update(1)
-            if run.step % cfg.log_every == 0 and _is_main():
-                log_progress(run, bar, loss, seen / (time.time() - t_log))
-                seen, t_log = 0, time.time()
-            if run.writer and run.val_files and run.step % cfg.image_every == 0:
-                eval_net = run.ema if run.ema is not None else run.net
-                run.writer.add_image(
-                    "val/gray_pred_truth", _image_grid(eval_net, run.val_files, run.device), run.step, dataformats="HWC"
-                )
-            if run.val_files and run.step % cfg.eval_every == 0 and _is_main():
-                validate(run)
-            stop = "max_steps" if run.step >= cfg.max_steps else out_of_budget(cfg, t_start, cpu_start)
-            if run.step % cfg.ckpt_every == 0 or stop:
-                save(run, ckpt_path)
-            if stop:
-                break
+    with StopRequest() as request:  # SIGINT / SIGTERM only set a flag while the loop runs
+        while run.step < cfg.max_steps and stop is None:
+            for L, ab_small in epoch_loader(run):
+                loss = optimise(run, L, ab_small)
+                seen += L.shape[0] * run.world
+                bar.update(1)
+                if run.step % cfg.log_every == 0 and _is_main():
+                    log_progress(run, bar, loss, seen / (time.time() - t_log))
+                    seen, t_log = 0, time.time()
+                if run.writer and run.val_files and run.step % cfg.image_every == 0:
+                    eval_net = run.ema if run.ema is not None else run.net
+                    run.writer.add_image(
+                        "val/gray_pred_truth", _image_grid(eval_net, run.val_files, run.device), run.step, dataformats="HWC"
+                    )
+                if run.val_files and run.step % cfg.eval_every == 0 and _is_main():
+                    validate(run)
+                stop = "max_steps" if run.step >= cfg.max_steps else out_of_budget(cfg, t_start, cpu_start)
+                stop = stop or stop_signal(run, request)  # SIGTERM or Ctrl-C: finish this step, save, stop
+                if run.step % cfg.ckpt_every == 0 or stop:
+                    save(run, ckpt_path)
+                if stop:
+                    break
     bar.close()
     if run.writer:
         run.writer.close()
@@ -536,6 +553,11 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("colorize-train: interrupted; resume with --resume", file=sys.stderr)
         return 130
+    if result["stop"] in ("SIGINT", "SIGTERM"):
+        if _is_main():
+            print(f"colorize-train: stopped by {result['stop']} at step {result['step']}; {args.out}/last.pt saved; "
+                  "resume with --resume", file=sys.stderr)  # fmt: skip
+        return 128 + signal.Signals[result["stop"]].value
     if _is_main():
         print(
             f"done: step {result['step']} ({result['stop']}, {result['minutes']:.1f} min, {result['cpu_minutes']:.1f} CPU-min); "
