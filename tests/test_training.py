@@ -189,7 +189,7 @@ def test_stop_request_flags_a_signal_interrupts_on_a_second_ctrl_c_and_restores_
                 os.kill(os.getpid(), signal.SIGINT)
         assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
-        with StopRequest() as request:  # an ignored signal stays ignored (nohup, background jobs)
+        with StopRequest() as request:  # an ignored signal stays ignored (e.g. SIGINT in a script's & job)
             assert signal.getsignal(signal.SIGTERM) is signal.SIG_IGN
             os.kill(os.getpid(), signal.SIGTERM)
             assert request.received is None

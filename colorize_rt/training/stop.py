@@ -21,8 +21,9 @@ STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 class StopRequest:
     """A context manager that turns SIGINT and SIGTERM into a flag the training loop polls.
 
-    Handlers are installed only in the main thread, and not for a signal that is ignored on entry (a
-    ``nohup``'d or backgrounded job keeps ignoring it). The previous handlers come back on exit.
+    Handlers are installed only in the main thread, and not for a signal that is ignored on entry (a job
+    that a script started with ``&`` ignores SIGINT, and keeps doing so). The previous handlers come back
+    on exit.
     """
 
     def __init__(self) -> None:
