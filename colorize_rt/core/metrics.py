@@ -45,6 +45,12 @@ def check_prior(prior) -> np.ndarray:
     return p / p.sum()
 
 
+def inverse_prior_weights(prior) -> np.ndarray:
+    """The paper's rebalancing weights ``1 / p(bin)`` of a prior (0 for bins the prior says never occur)."""
+    p = check_prior(prior)
+    return np.where(p > 0, 1.0 / np.maximum(p, 1e-300), 0.0)
+
+
 @dataclass
 class AucAccumulator:
     """Pools per-pixel ab errors over a set. Errors are bucketed by ceil(err) so the CDF at the
@@ -54,8 +60,16 @@ class AucAccumulator:
     hist: np.ndarray = field(default_factory=lambda: np.zeros((NUM_BINS, MAX_THRESHOLD + 2), np.float64))
     image_aucs: list[float] = field(default_factory=list)
 
-    def add(self, ab_pred: np.ndarray, ab_true: np.ndarray) -> None:
-        """ab maps (2, H, W) each."""
+    def add(self, ab_pred: np.ndarray, ab_true: np.ndarray) -> np.ndarray:
+        """Pool one image.
+
+        Args:
+            ab_pred: predicted ab (2, H, W).
+            ab_true: true ab (2, H, W).
+
+        Returns:
+            The image's own (313, 152) pixel counts by ground-truth bin and error bucket.
+        """
         err = np.sqrt(((np.asarray(ab_pred, np.float64) - np.asarray(ab_true, np.float64)) ** 2).sum(0))
         bucket = np.minimum(np.ceil(err).astype(np.int64), MAX_THRESHOLD + 1).ravel()
         gt_bin, _ = nearest_bins(np.moveaxis(np.asarray(ab_true, np.float32), 0, -1).reshape(-1, 2), 1)
@@ -63,6 +77,7 @@ class AucAccumulator:
         joint = np.bincount(flat, minlength=self.hist.size).reshape(self.hist.shape)
         self.hist += joint
         self.image_aucs.append(_auc_of_counts(joint.sum(0)))
+        return joint
 
     def auc_raw(self) -> float:
         return _auc_of_counts(self.hist.sum(0))
@@ -85,6 +100,5 @@ class AucAccumulator:
             per_bin = self.hist.sum(1)
             w = np.where(per_bin > 0, 1.0 / np.maximum(per_bin, 1e-12), 0.0)  # ∝ 1 / p(bin)
         else:
-            prior = check_prior(prior)
-            w = np.where(prior > 0, 1.0 / np.maximum(prior, 1e-300), 0.0)
+            w = inverse_prior_weights(prior)
         return _auc_of_counts((self.hist * w[:, None]).sum(0))

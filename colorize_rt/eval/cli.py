@@ -18,6 +18,7 @@ from ..core.constants import DEFAULT_T
 from ..core.files import list_images
 from ..core.metrics import check_prior
 from ..runtime.limits import TEMPERATURE
+from .bootstrap import MAX_RESAMPLES
 from .predictors import predictor_for
 from .scoring import evaluate, format_table
 
@@ -41,8 +42,17 @@ from .scoring import evaluate, format_table
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
     help="p(bin) as a 313-value .npy (e.g. the ImageNet prior): adds the paper's rebalanced AuC, weights 1/p",
 )
+@click.option(
+    "--bootstrap",
+    "resamples",
+    default=0,
+    show_default=True,
+    type=click.IntRange(0, MAX_RESAMPLES),
+    help="add 95% intervals from this many paired resamples of the images (e.g. 1000; 0 = off): how much of a "
+    "number, or of a difference between two models, is the particular set of photos",
+)
 @click.option("--json", "json_out", type=click.Path(dir_okay=False, path_type=Path), help="write results as JSON")
-def cli(models, data, temperature, limit, prior_path, json_out):
+def cli(models, data, temperature, limit, prior_path, resamples, json_out):
     """Score models with the paper's metrics (raw / rebalanced AuC, PSNR) against the gray baseline."""
     files = list_images(data, limit or None)
     if not files:
@@ -56,7 +66,7 @@ def cli(models, data, temperature, limit, prior_path, json_out):
         except Exception as exc:  # a user's file: ONNX Runtime and torch raise many types for bad ones
             first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
             raise click.ClickException(f"cannot load {path}: {first}") from None
-    result = evaluate(files, predictors, prior=prior)
+    result = evaluate(files, predictors, prior=prior, resamples=resamples)
     result["temperature"] = temperature
     if prior_path:
         result["prior"] = str(prior_path)

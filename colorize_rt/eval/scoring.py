@@ -17,7 +17,8 @@ import numpy as np
 from tqdm import tqdm
 
 from ..core.color import lab_to_rgb, merge_l_ab, rgb_to_lab
-from ..core.metrics import AucAccumulator, check_prior, psnr
+from ..core.metrics import AucAccumulator, check_prior, inverse_prior_weights, psnr
+from .bootstrap import MAX_RESAMPLES, ImageCounts, bootstrap_intervals, format_intervals
 
 Predictor = Callable[[np.ndarray], np.ndarray]
 EVAL_SHORT_SIDE = 256
@@ -65,6 +66,7 @@ def evaluate(
     short_side: int = EVAL_SHORT_SIDE,
     progress: bool = True,
     prior: np.ndarray | None = None,
+    resamples: int = 0,
 ) -> dict:
     """Score predictors and the gray baseline with the paper's metrics.
 
@@ -75,17 +77,24 @@ def evaluate(
         progress: show a progress bar.
         prior: p(bin) over the 313 bins (e.g. ImageNet's) for the paper's rebalanced AuC, weights
             ``1 / p``; None leaves ``auc_rebal_prior`` out.
+        resamples: with more than 0, add percentile intervals from that many paired bootstrap
+            resamples of the images (``eval.bootstrap``; at most ``MAX_RESAMPLES``).
 
     Returns:
         ``{"methods": {name: {auc_raw, auc_raw_img, auc_rebal[, auc_rebal_prior], psnr, n_images}},
-        "n_excluded": int}``: ``auc_raw`` pools every pixel, ``auc_raw_img`` is the mean of per-image
-        AuCs (the paper's), ``auc_rebal`` weights by the set's own bin frequencies.
+        "n_excluded": int[, "intervals": ...]}``: ``auc_raw`` pools every pixel, ``auc_raw_img`` is the
+        mean of per-image AuCs (the paper's), ``auc_rebal`` weights by the set's own bin frequencies;
+        ``intervals`` is ``bootstrap_intervals``' result.
     """
+    if not 0 <= resamples <= MAX_RESAMPLES:
+        raise ValueError(f"resamples must be 0..{MAX_RESAMPLES}; got {resamples}")
     if prior is not None:
         prior = check_prior(prior)
     methods = {"gray": lambda L: np.zeros((2, *L.shape), np.float32), **predictors}
     accs = {name: AucAccumulator() for name in methods}
     psnrs: dict[str, list[float]] = {name: [] for name in methods}
+    weights = None if prior is None else inverse_prior_weights(prior)
+    per_image = {name: ImageCounts(weights) for name in methods} if resamples else None
     excluded = 0
     for _, lab in tqdm(iter_lab_images(files, short_side), total=len(files), disable=not progress, desc="eval"):
         if np.abs(lab[..., 1:]).sum(-1).mean() < MIN_CHROMA:
@@ -95,12 +104,17 @@ def evaluate(
         rgb_true = lab_to_rgb(lab)
         for name, predict in methods.items():
             ab = predict(L)
-            accs[name].add(ab, ab_true)
+            joint = accs[name].add(ab, ab_true)
             psnrs[name].append(psnr(lab_to_rgb(merge_l_ab(L, ab)), rgb_true))
-    return {
+            if per_image:
+                per_image[name].add(joint, accs[name].image_aucs[-1], psnrs[name][-1])
+    result = {
         "methods": {name: _scores(accs[name], psnrs[name], prior) for name in methods},
         "n_excluded": excluded,
     }
+    if per_image and psnrs["gray"]:
+        result["intervals"] = bootstrap_intervals(per_image, resamples)
+    return result
 
 
 def _scores(acc: AucAccumulator, psnrs: list[float], prior: np.ndarray | None) -> dict:
@@ -137,4 +151,6 @@ def format_table(result: dict) -> str:
         "AuC raw: pooled over pixels; raw/img: mean of per-image AuCs (the paper's); AuC rebal: weights from the "
         "set's own bin frequencies" + ("; rebal/prior: weights 1/p from the given prior (the paper's)" if with_prior else "")
     )
+    if "intervals" in result:
+        lines += ["", format_intervals(result["intervals"])]
     return "\n".join(lines)
