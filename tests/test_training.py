@@ -18,7 +18,7 @@ from colorize_rt.training import train as train_mod
 from colorize_rt.training.config import TrainConfig
 from colorize_rt.training.loss import rebalanced_ce, soft_encode_torch
 
-from .conftest import ROOT, TRAIN_DIR, needs
+from .conftest import ROOT, TRAIN_DIR, VAL_DIR, needs
 
 SMOKE = ROOT / "configs" / "smoke.yaml"
 
@@ -174,6 +174,32 @@ def test_a_stop_signal_saves_the_step_in_flight_and_exits_128_plus_the_signal(tm
     assert f"colorize-train: stopped by {sig.name} at step {step};" in line and "--resume" in line
     assert step >= 1
     assert not list(run.glob(".*"))  # no temp file left
+
+
+@needs(TRAIN_DIR)
+@needs(VAL_DIR)
+def test_a_stop_request_abandons_the_validation_at_the_next_image(tmp_path, caplog):
+    """A signal during the in-loop validation must not wait for all its images (a scheduler's grace period
+    is often shorter than a CPU validation): the rest is skipped, no best.pt is written from a partial score."""
+
+    class StopAfter:  # a StopRequest whose signal arrives after ``n`` images have been scored
+        def __init__(self, n):
+            self.n, self.asked = n, 0
+
+        @property
+        def received(self):
+            self.asked += 1
+            return signal.SIGTERM if self.asked > self.n else None
+
+    run = train_mod.setup(_cfg(val_dir=str(VAL_DIR), eval_images=4), tmp_path / "run")
+    request = StopAfter(2)
+    with caplog.at_level("WARNING"):
+        train_mod.validate(run, request)
+    assert request.asked <= 4  # asked before each image: two scored, the third refused (and the log's name)
+    assert "step 0: validation abandoned: SIGTERM" in caplog.text
+    assert not (tmp_path / "run" / "best.pt").exists() and run.best == -1.0 and run.net.training
+    train_mod.validate(run, StopAfter(10))  # no signal before the end: scored and kept as usual
+    assert (tmp_path / "run" / "best.pt").exists() and run.best > 0
 
 
 def test_stop_request_flags_a_signal_interrupts_on_a_second_ctrl_c_and_restores_the_handlers():

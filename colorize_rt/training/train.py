@@ -441,10 +441,31 @@ def optimise(run: Run, L: torch.Tensor, ab_small: torch.Tensor) -> float:
     return loss
 
 
-def validate(run: Run) -> None:
-    """Score on the validation images; keep ``best.pt`` by the mean of raw and rebalanced AuC."""
+class _StopDuringValidation(Exception):
+    """A stop signal arrived while the validation images were being scored."""
+
+
+def validate(run: Run, request: StopRequest | None = None) -> None:
+    """Score on the validation images; keep ``best.pt`` by the mean of raw and rebalanced AuC.
+
+    A stop request (SIGTERM, Ctrl-C) abandons the validation at the next image, so that the run saves and
+    exits about a step after the signal, not after the whole validation (a minute on a CPU; schedulers
+    and container runtimes send SIGKILL after a grace period, often 30 s).
+    """
     eval_net = run.ema if run.ema is not None else run.net
-    r = evaluate(run.val_files, {"model": torch_predictor(eval_net, device=run.device)}, progress=False)["methods"]["model"]
+    predict = torch_predictor(eval_net, device=run.device)
+
+    def predict_unless_stopped(L):
+        if request is not None and request.received is not None:
+            raise _StopDuringValidation
+        return predict(L)
+
+    try:
+        r = evaluate(run.val_files, {"model": predict_unless_stopped}, progress=False)["methods"]["model"]
+    except _StopDuringValidation:
+        log.warning("step %d: validation abandoned: %s", run.step, request.received.name)
+        run.net.train()
+        return
     score = (r["auc_raw"] + r["auc_rebal"]) / 2  # raw rewards caution, rebalanced rewards colour
     log.info("step %d: val AuC raw %.2f rebal %.2f PSNR %.2f", run.step, r["auc_raw"], r["auc_rebal"], r["psnr"])
     if run.writer:
@@ -520,7 +541,7 @@ def train(cfg: TrainConfig, run_dir: Path, resume: bool = False, progress: bool 
                         "val/gray_pred_truth", _image_grid(eval_net, run.val_files, run.device), run.step, dataformats="HWC"
                     )
                 if run.val_files and run.step % cfg.eval_every == 0 and _is_main():
-                    validate(run)
+                    validate(run, request)
                 stop = "max_steps" if run.step >= cfg.max_steps else out_of_budget(cfg, t_start, cpu_start)
                 stop = stop or stop_signal(run, request)  # SIGTERM or Ctrl-C: finish this step, save, stop
                 if run.step % cfg.ckpt_every == 0 or stop:
