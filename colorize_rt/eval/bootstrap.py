@@ -21,7 +21,7 @@ from ..core.metrics import MAX_THRESHOLD
 
 RESAMPLED = ("auc_raw", "auc_raw_img", "auc_rebal_prior", "psnr")
 MAX_RESAMPLES = 20_000
-_CHUNK = 250  # resamples drawn at once: bounds the (chunk x images) count matrix
+_DRAW_CELLS = 4_000_000  # resamples are drawn in chunks of at most this many (resample, image) counts: 32 MB
 
 
 @dataclass
@@ -112,8 +112,9 @@ def bootstrap_intervals(
         raise ValueError("no images to resample")
     rng = np.random.default_rng(seed)
     samples: dict[str, dict[str, list[np.ndarray]]] = {name: {} for name in counts}
-    for start in range(0, resamples, _CHUNK):
-        draws = rng.multinomial(n, np.full(n, 1.0 / n), size=min(_CHUNK, resamples - start)).astype(np.float64)
+    chunk = max(1, min(resamples, _DRAW_CELLS // n))
+    for start in range(0, resamples, chunk):
+        draws = rng.multinomial(n, np.full(n, 1.0 / n), size=min(chunk, resamples - start)).astype(np.float64)
         for name, c in counts.items():
             for metric, values in resampled_scores(c, draws).items():
                 samples[name].setdefault(metric, []).append(values)
