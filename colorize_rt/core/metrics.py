@@ -18,21 +18,27 @@ from .constants import NUM_BINS
 MAX_THRESHOLD = 150
 
 
-def auc_from_cdf(cdf: np.ndarray) -> float:
-    """CDF sampled at thresholds 0..150 -> area under it, normalised to 0..100."""
-    return float(np.trapezoid(cdf, dx=1.0) / MAX_THRESHOLD * 100.0)
-
-
 def psnr(rgb_pred: np.ndarray, rgb_true: np.ndarray) -> float:
     """PSNR in dB of two sRGB images in [0, 1]."""
     mse = float(np.mean((np.asarray(rgb_pred, np.float64) - np.asarray(rgb_true, np.float64)) ** 2))
     return 100.0 if mse <= 1e-12 else 10.0 * np.log10(1.0 / mse)
 
 
-def _auc_of_counts(counts: np.ndarray) -> float:
-    """(Weighted) pixel counts per error bucket -> the AuC of their CDF (NaN with no pixels)."""
-    total = float(counts.sum())
-    return auc_from_cdf(np.cumsum(counts)[: MAX_THRESHOLD + 1] / total) if total > 0 else float("nan")
+def auc_of_counts(counts: np.ndarray) -> float | np.ndarray:
+    """(Weighted) pixel counts per error bucket -> the AuC of their CDF (NaN with no pixels).
+
+    Args:
+        counts: (..., 152) counts; each row along the last axis is one set of pixels.
+
+    Returns:
+        A float for one row, else an array of the leading shape.
+    """
+    counts = np.asarray(counts, np.float64)
+    total = counts.sum(-1, keepdims=True)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        cdf = np.cumsum(counts, axis=-1)[..., : MAX_THRESHOLD + 1] / total
+    auc = np.where(total[..., 0] > 0, np.trapezoid(cdf, dx=1.0, axis=-1) / MAX_THRESHOLD * 100.0, np.nan)
+    return float(auc) if auc.ndim == 0 else auc
 
 
 def check_prior(prior) -> np.ndarray:
@@ -76,11 +82,11 @@ class AucAccumulator:
         flat = gt_bin.ravel() * (MAX_THRESHOLD + 2) + bucket
         joint = np.bincount(flat, minlength=self.hist.size).reshape(self.hist.shape)
         self.hist += joint
-        self.image_aucs.append(_auc_of_counts(joint.sum(0)))
+        self.image_aucs.append(auc_of_counts(joint.sum(0)))
         return joint
 
     def auc_raw(self) -> float:
-        return _auc_of_counts(self.hist.sum(0))
+        return auc_of_counts(self.hist.sum(0))
 
     def auc_raw_per_image(self) -> float:
         """Mean of the per-image raw AuCs (the paper's raw AuC): each image counts once, whatever its size."""
@@ -101,4 +107,4 @@ class AucAccumulator:
             w = np.where(per_bin > 0, 1.0 / np.maximum(per_bin, 1e-12), 0.0)  # ∝ 1 / p(bin)
         else:
             w = inverse_prior_weights(prior)
-        return _auc_of_counts((self.hist * w[:, None]).sum(0))
+        return auc_of_counts((self.hist * w[:, None]).sum(0))

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..core.metrics import MAX_THRESHOLD
+from ..core.metrics import auc_of_counts
 
 RESAMPLED = ("auc_raw", "auc_raw_img", "auc_rebal_prior", "psnr")
 MAX_RESAMPLES = 20_000
@@ -53,12 +53,6 @@ class ImageCounts:
         self.psnr.append(psnr)
 
 
-def _auc_rows(counts: np.ndarray) -> np.ndarray:
-    """(R, 152) counts per error bucket -> R AuCs (0..100), as ``core.metrics`` computes one."""
-    cdf = np.cumsum(counts, axis=1)[:, : MAX_THRESHOLD + 1] / counts.sum(1, keepdims=True)
-    return np.trapezoid(cdf, dx=1.0, axis=1) / MAX_THRESHOLD * 100.0
-
-
 def resampled_scores(c: ImageCounts, draws: np.ndarray) -> dict[str, np.ndarray]:
     """Each metric under each resample.
 
@@ -71,12 +65,12 @@ def resampled_scores(c: ImageCounts, draws: np.ndarray) -> dict[str, np.ndarray]
     """
     n = draws.shape[1]
     out = {
-        "auc_raw": _auc_rows(draws @ np.asarray(c.raw)),
+        "auc_raw": auc_of_counts(draws @ np.asarray(c.raw)),
         "auc_raw_img": draws @ np.asarray(c.auc_img) / n,
         "psnr": draws @ np.asarray(c.psnr) / n,
     }
     if c.weights is not None:
-        out["auc_rebal_prior"] = _auc_rows(draws @ np.asarray(c.rebal))
+        out["auc_rebal_prior"] = auc_of_counts(draws @ np.asarray(c.rebal))
     return out
 
 
