@@ -81,9 +81,17 @@ class AucAccumulator:
         gt_bin, _ = nearest_bins(np.moveaxis(np.asarray(ab_true, np.float32), 0, -1).reshape(-1, 2), 1)
         flat = gt_bin.ravel() * (MAX_THRESHOLD + 2) + bucket
         joint = np.bincount(flat, minlength=self.hist.size).reshape(self.hist.shape)
+        self.add_counts(joint)
+        return joint
+
+    def add_counts(self, joint: np.ndarray) -> None:
+        """Pool one image already counted by ``add`` (e.g. by another accumulator over a subset).
+
+        Args:
+            joint: the image's (313, 152) pixel counts by ground-truth bin and error bucket.
+        """
         self.hist += joint
         self.image_aucs.append(auc_of_counts(joint.sum(0)))
-        return joint
 
     def auc_raw(self) -> float:
         return auc_of_counts(self.hist.sum(0))

@@ -19,6 +19,7 @@ from ..core.files import list_images
 from ..core.metrics import check_prior
 from ..runtime.limits import TEMPERATURE
 from .bootstrap import MAX_RESAMPLES
+from .groups import GroupBy, check_groups, group_function
 from .predictors import predictor_for
 from .scoring import evaluate, format_table
 
@@ -51,12 +52,24 @@ from .scoring import evaluate, format_table
     help="add 95% intervals from this many paired resamples of the images (e.g. 1000; 0 = off): how much of a "
     "number, or of a difference between two models, is the particular set of photos",
 )
+@click.option(
+    "--group-by",
+    type=click.Choice([g.value for g in GroupBy]),
+    help="also score each group of images on its own: 'prefix' = the file name up to its first '_' (the "
+    "training data's source, e.g. cal101_), 'folder' = the first folder below --data",
+)
 @click.option("--json", "json_out", type=click.Path(dir_okay=False, path_type=Path), help="write results as JSON")
-def cli(models, data, temperature, limit, prior_path, resamples, json_out):
+def cli(models, data, temperature, limit, prior_path, resamples, group_by, json_out):
     """Score models with the paper's metrics (raw / rebalanced AuC, PSNR) against the gray baseline."""
     files = list_images(data, limit or None)
     if not files:
         raise click.UsageError(f"no images under {data}")
+    group_of = group_function(group_by, data) if group_by else None
+    if group_of is not None:
+        try:
+            check_groups(files, group_of)
+        except ValueError as exc:
+            raise click.BadParameter(f"{group_by}: {exc}", param_hint="--group-by") from None
     prior = _load_prior(prior_path) if prior_path else None
     predictors = {}
     for path in models:
@@ -66,7 +79,7 @@ def cli(models, data, temperature, limit, prior_path, resamples, json_out):
         except Exception as exc:  # a user's file: ONNX Runtime and torch raise many types for bad ones
             first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
             raise click.ClickException(f"cannot load {path}: {first}") from None
-    result = evaluate(files, predictors, prior=prior, resamples=resamples)
+    result = evaluate(files, predictors, prior=prior, resamples=resamples, group_of=group_of)
     result["temperature"] = temperature
     if prior_path:
         result["prior"] = str(prior_path)
