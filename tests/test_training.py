@@ -61,8 +61,44 @@ def test_config_rejects_unknown_and_mistyped_keys(tmp_path):
         TrainConfig.from_dict({"batch_size": "many"})
     cfg = TrainConfig.load(SMOKE, ["lr=0.01", "model=l2", "lr_steps=[5,6]"])
     assert cfg.lr == 0.01 and cfg.model == "l2" and cfg.lr_steps == [5, 6]
-    for name in ("quicktrain", "quicktrain-lite0", "quicktrain-lite0-l2", "quality-lite0", "fulltrain", "smoke"):
-        TrainConfig.load(ROOT / "configs" / f"{name}.yaml")
+    shipped = sorted((ROOT / "configs").glob("*.yaml"))
+    assert len(shipped) >= 6
+    for path in shipped:
+        TrainConfig.load(path)
+
+
+def test_every_number_in_the_config_is_bounded_and_every_choice_checked(tmp_path, capsys):
+    import dataclasses
+
+    from colorize_rt.training.config import BOUNDS, CHOICES
+
+    cfg = TrainConfig()
+    numeric = {f.name for f in dataclasses.fields(cfg) if isinstance(getattr(cfg, f.name), (int, float, list, tuple))}
+    numeric -= {f for f in numeric if isinstance(getattr(cfg, f), bool)}
+    assert numeric == set(BOUNDS)  # a new number without a bound fails here
+    for key, (lo, hi) in BOUNDS.items():
+        value = getattr(cfg, key)
+        assert all(lo <= v <= hi for v in (value if isinstance(value, (list, tuple)) else [value])), key
+        outside = hi * 2 + 1 if hi < 1 else hi + 1
+        wrapped = (lambda v: [v, v]) if isinstance(value, (list, tuple)) else (lambda v: v)
+        for bad in (lo - 1, outside):
+            with pytest.raises(ValueError, match=f"config key '{key}' must be from"):
+                TrainConfig.from_dict({key: wrapped(type(lo)(bad))})
+    for key, allowed in CHOICES.items():
+        for ok in allowed:
+            assert getattr(TrainConfig.from_dict({key: ok}), key) == ok
+        with pytest.raises(ValueError, match=f"config key '{key}' must be one of"):
+            TrainConfig.from_dict({key: "banana"})
+    for bad, match in (({"betas": [0.9]}, "two values"), ({"device": "gpu"}, "device"), ({"lr": float("inf")}, "'lr'")):
+        with pytest.raises(ValueError, match=match):
+            TrainConfig.from_dict(bad)
+    assert TrainConfig.from_dict({"device": "cuda:1"}).device == "cuda:1"
+    # the command line: one line, exit 2, before any run folder is made
+    out = tmp_path / "run"
+    assert train_mod.main(["--config", str(SMOKE), "--out", str(out), "log_every=0"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == "colorize-train: error: config key 'log_every' must be from 1 to 100000000; got 0"
+    assert not out.exists()
 
 
 def test_oom_halves_the_batch_and_retries(caplog):

@@ -17,6 +17,7 @@ from pathlib import Path
 import click
 
 from ..core.lazy import MissingDependency
+from ..runtime.limits import THREADS
 from .compare import RunPolicy
 from .inputs import REPO_ROOT, default_photo_dir, first_photo, photo_l_maps, sample_rgbs
 from .machine import machine_info
@@ -227,14 +228,14 @@ def _ints(text: str, what: str, multiple: int = 1) -> tuple[int, ...]:
     type=click.FloatRange(0.5, 600),
     help="Time budget of the whole run in minutes (default 13; quick 1.7).",
 )
-@click.option("--threads", type=click.IntRange(0), default=0, help="Threads per backend (0 = all cores).")
+@click.option("--threads", type=THREADS.click_type(), default=0, help="Threads per backend (0 = all cores).")
 @click.option(
     "--photos",
     type=click.Path(file_okay=False),
     help="Folder of real photos (inputs, calibration, end "
     "to end); default ../shared/data/colorize-train/val or $COLORIZE_BENCH_PHOTOS.",
 )
-@click.option("--e2e-images", type=click.IntRange(0), help="Photos for the end-to-end run (0 = skip; default 50).")
+@click.option("--e2e-images", type=click.IntRange(0, 10_000), help="Photos for the end-to-end run (0 = skip; default 50).")
 @click.option("--tiled-sizes", help="Comma-separated tiled-mode image sizes (default 2000,4000,8000; 0 = skip).")
 @click.option(
     "--cache",

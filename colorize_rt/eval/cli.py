@@ -36,7 +36,7 @@ from .scoring import evaluate, format_table
     "--data", required=True, type=click.Path(exists=True, file_okay=False, path_type=Path), help="folder of colour images"
 )
 @click.option("--temperature", default=DEFAULT_T, show_default=True, type=TEMPERATURE.click_type())
-@click.option("--limit", default=0, type=click.IntRange(0), help="evaluate at most this many images (0 = all)")
+@click.option("--limit", default=0, type=click.IntRange(0, 10**7), help="evaluate at most this many images (0 = all)")
 @click.option(
     "--prior",
     "prior_path",

@@ -14,6 +14,7 @@ import click
 
 from ..core.constants import DEFAULT_T
 from ..core.lazy import MissingDependency
+from ..runtime.limits import TEMPERATURE, TILE
 from .tensorrt_engine import CARD_PROFILES
 
 EXIT_CHECK, EXIT_USAGE, EXIT_NO_TRT = 1, 2, 3
@@ -32,7 +33,7 @@ def _fail(msg: str, code: int = EXIT_USAGE):
 @click.option("--precision", type=click.Choice(PRECISIONS), default="fp32", show_default=True)
 @click.option(
     "--temperature",
-    type=float,
+    type=TEMPERATURE.click_type(),
     default=DEFAULT_T,
     show_default=True,
     help="Default of the model's temperature input (callers may still pass their own).",
@@ -50,7 +51,7 @@ def _fail(msg: str, code: int = EXIT_USAGE):
     default=None,
     help=f"fp16: check rebalanced AuC on this folder is within {FP16_MAX_DROP} of fp32 (else exit 1).",
 )
-@click.option("--val-images", type=click.IntRange(1), default=100, show_default=True)
+@click.option("--val-images", type=click.IntRange(1, 100_000), default=100, show_default=True)
 @click.option(
     "--triton",
     "triton_dir",
@@ -59,7 +60,7 @@ def _fail(msg: str, code: int = EXIT_USAGE):
     help="Also write a Triton model repository here.",
 )
 @click.option("--triton-name", default="colorize", show_default=True)
-@click.option("--triton-max-batch", type=click.IntRange(1), default=8, show_default=True)
+@click.option("--triton-max-batch", type=click.IntRange(1, 1024), default=8, show_default=True)
 def export_main(
     checkpoint,
     output,
@@ -74,8 +75,6 @@ def export_main(
     triton_max_batch,
 ):
     """Export CHECKPOINT to ONNX (input L [N,1,H,W] + temperature, output ab [N,2,H,W])."""
-    if not 0.01 <= temperature <= 10:
-        _fail(f"--temperature must be in 0.01..10; got {temperature}")
     try:
         from .onnx_export import export_checkpoint
 
@@ -129,8 +128,10 @@ def export_main(
     show_default=True,
     help="Card to size the optimisation profiles for.",
 )
-@click.option("--memory-gib", type=float, default=None, help="custom: the card's memory in GiB.")
-@click.option("--workspace-gib", type=float, default=None, help="Builder workspace limit (default per profile).")
+@click.option("--memory-gib", type=click.FloatRange(0.5, 1024), default=None, help="custom: the card's memory in GiB.")
+@click.option(
+    "--workspace-gib", type=click.FloatRange(0.0625, 1024), default=None, help="Builder workspace limit (default per profile)."
+)
 @click.option(
     "-o",
     "--output",
@@ -144,7 +145,7 @@ def export_main(
     default=None,
     help="Timing cache file (default timing.cache next to the engine); reused and updated.",
 )
-@click.option("--tile", type=click.IntRange(64), default=512, show_default=True, help="Runtime tile size.")
+@click.option("--tile", type=click.IntRange(64, TILE.range[1]), default=512, show_default=True, help="Runtime tile size.")
 @click.option("--version-compatible", is_flag=True, help="Engine runs on later TensorRT versions too.")
 @click.option("--hardware-compatible", is_flag=True, help="Engine runs on any Ampere or newer GPU.")
 @click.option("--dry-run", is_flag=True, help="Print the profile sizing and exit (no TensorRT needed).")

@@ -23,7 +23,7 @@ from .api import METHODS, MODES
 from .backends import BACKENDS, BackendError, available_backends, ort_providers
 from .batch import Options, UsageError, check_outputs_writable, expand_inputs, plan_outputs, run_batch
 from .images import DEFAULT_MAX_PIXELS, ImageError, read_image
-from .limits import OVERLAP, QUALITY, SCALE, SIZE, TEMPERATURE, TILE
+from .limits import MAX_PIXELS, OVERLAP, QUALITY, SCALE, SIZE, TEMPERATURE, THREADS, TILE
 from .selfcheck import int8_dot_path, int8_path_description
 from .shipped_models import ModelError
 
@@ -168,12 +168,12 @@ def _short_metadata(value: str, limit: int = 160) -> str:
 @click.option("--skip-existing", is_flag=True, help="Skip inputs whose output already exists.")
 @click.option(
     "--max-pixels",
-    type=click.IntRange(0),
+    type=click.IntRange(*MAX_PIXELS.range),
     default=DEFAULT_MAX_PIXELS,
     show_default=True,
     help="Refuse images declaring more pixels (decompression-bomb guard); 0 = no limit.",
 )
-@click.option("--threads", type=click.IntRange(0), default=0, help="CPU threads for ONNX Runtime (0 = all).")
+@click.option("--threads", type=THREADS.click_type(), default=0, help="CPU threads for ONNX Runtime (0 = all).")
 @click.option("--quality", type=click.IntRange(*QUALITY.range), default=95, show_default=True, help="JPEG/WebP quality.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar or summary.")
 @click.option("--info", "show_info", is_flag=True, help="Print backends, model, precision and metadata; exit.")

@@ -73,6 +73,9 @@ class Bound:
         class BoundType(click.ParamType):
             name = f"{'integer' if bound.kind is int else 'number'} {bound.lo:g}..{bound.hi:g}"
 
+            def __init__(self):
+                self.bound = bound  # the range, for callers (and tests) that inspect a command's options
+
             def convert(self, value, param, ctx):
                 try:
                     return bound.check(value)
@@ -90,3 +93,6 @@ SCALE = Bound("scale", 0.01, 1.0, float)  # tiled mode: scale the tiles are cut 
 TEMPERATURE = Bound("temperature", 0.01, 10.0, float)
 QUALITY = Bound("quality", 1, 100)  # JPEG / WebP quality
 MAX_PIXELS = Bound("max_pixels", 0, 10**12)  # decompression-bomb guard (0 = no limit)
+# ONNX Runtime intra-op threads (0 = its default, all cores). Each thread costs a stack and a spinning core;
+# --threads 99999 once took 16 GB and the whole machine.
+THREADS = Bound("threads", 0, 256)

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from .limits import THREADS
+
 CPU = ["CPUExecutionProvider"]
 QUIET = 4  # ONNX Runtime severity: 0 verbose .. 4 fatal; errors also come back as exceptions, reported in one line
 
@@ -28,7 +30,7 @@ def ort_session(
     Args:
         model: an ONNX file path or serialized model bytes.
         providers: execution providers (default: CPU only).
-        threads: intra-op threads (0: ONNX Runtime's default, all cores).
+        threads: intra-op threads (0: ONNX Runtime's default, all cores; at most ``limits.THREADS``' 256).
         optimization: graph optimisation level by name: ``"disable"``, ``"basic"``, ``"extended"`` or
             ``"all"`` (default: ONNX Runtime's, ``"all"``).
         optimized_path: also save the optimised graph here (ONNX Runtime's ``optimized_model_filepath``).
@@ -37,8 +39,13 @@ def ort_session(
 
     Returns:
         The ``onnxruntime.InferenceSession``.
+
+    Raises:
+        ParameterError: ``threads`` outside ``limits.THREADS``.
     """
     import onnxruntime as ort
+
+    threads = THREADS.check(threads)
 
     levels = {
         "disable": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,

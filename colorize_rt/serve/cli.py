@@ -37,7 +37,7 @@ from . import DEFAULT_PORTS, UIS, launch
 )
 @click.option(
     "--memory-budget-mb",
-    type=click.FloatRange(16),
+    type=click.FloatRange(16, 1024 * 1024),
     help="Working memory of all requests computing at once (default: 1/4 of free memory, 256..1536).",
 )
 @click.option("--slots", type=click.IntRange(1, 256), help="Requests computing at once (default: the core count).")

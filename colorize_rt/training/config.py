@@ -1,11 +1,14 @@
 """Training configuration: one flat dataclass with commented defaults, loaded from YAML plus
-``key=value`` overrides; unknown keys and wrong types are rejected."""
+``key=value`` overrides; unknown keys, wrong types, numbers outside ``BOUNDS`` and strings outside
+``CHOICES`` are rejected with one line naming the key."""
 
 from __future__ import annotations
 
 import dataclasses
 import hashlib
 import json
+import math
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -91,7 +94,7 @@ class TrainConfig:
             if not ok:
                 raise ValueError(f"config key {key!r} expects {type(default).__name__}; got {value!r}")
             setattr(cfg, key, tuple(value) if isinstance(default, tuple) else value)
-        return cfg
+        return check_config(cfg)
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
@@ -100,6 +103,72 @@ class TrainConfig:
 
     def hash(self) -> str:
         return hashlib.sha256(json.dumps(self.to_dict(), sort_keys=True).encode()).hexdigest()[:16]
+
+
+# Inclusive bounds of every number (for a list, of each entry). Wide enough for any real run, narrow enough
+# that a typo fails at load instead of as a ZeroDivisionError (``log_every=0``), an unbounded thread pool
+# or an allocation hours into the run.
+BOUNDS: dict[str, tuple[float, float]] = {
+    "crop": (16, 1024),
+    "scale_jitter": (0.0, 4.0),
+    "batch_size": (1, 4096),
+    "workers": (0, 64),
+    "limit_images": (0, 10**7),
+    "lr": (0.0, 1.0),
+    "betas": (0.0, 0.999999),
+    "weight_decay": (0.0, 1.0),
+    "lr_steps": (0, 10**8),
+    "lr_gamma": (0.0, 10.0),
+    "max_steps": (1, 10**8),
+    "max_minutes": (0.0, 10**6),
+    "max_cpu_minutes": (0.0, 10**6),
+    "freeze_encoder_steps": (0, 10**8),
+    "encoder_lr_mult": (0.0, 10.0),
+    "unfreeze_layers": (0, 1000),
+    "encoder_lr_decay": (0.0, 10.0),
+    "aux_l1": (0.0, 100.0),
+    "ema_decay": (0.0, 0.999999),
+    "threads": (0, 256),
+    "seed": (0, 2**32 - 1),
+    "log_every": (1, 10**8),
+    "image_every": (1, 10**8),
+    "eval_every": (1, 10**8),
+    "eval_images": (0, 10**5),
+    "ckpt_every": (1, 10**8),
+}
+CHOICES: dict[str, tuple[str, ...]] = {"amp": ("auto", "bf16", "fp16", "off"), "grad_checkpointing": ("auto", "true", "false")}
+_DEVICE = re.compile(r"auto|cpu|cuda(:\d+)?|mps")
+
+
+def check_config(cfg: TrainConfig) -> TrainConfig:
+    """Every number inside ``BOUNDS``, every choice inside ``CHOICES``, a device torch knows.
+
+    Args:
+        cfg: the configuration.
+
+    Returns:
+        ``cfg``.
+
+    Raises:
+        ValueError: one line naming the first key out of bounds.
+    """
+    for key, (lo, hi) in BOUNDS.items():
+        value = getattr(cfg, key)
+        for v in value if isinstance(value, (list, tuple)) else [value]:
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not (math.isfinite(v) and lo <= v <= hi):
+                raise ValueError(f"config key {key!r} must be from {_shown(lo)} to {_shown(hi)}; got {v!r}")
+    if len(cfg.betas) != 2:
+        raise ValueError(f"config key 'betas' needs two values; got {list(cfg.betas)}")
+    for key, allowed in CHOICES.items():
+        if getattr(cfg, key) not in allowed:
+            raise ValueError(f"config key {key!r} must be one of {', '.join(allowed)}; got {getattr(cfg, key)!r}")
+    if not _DEVICE.fullmatch(cfg.device):
+        raise ValueError(f"config key 'device' must be auto, cpu, cuda, cuda:N or mps; got {cfg.device!r}")
+    return cfg
+
+
+def _shown(x: float) -> str:
+    return str(int(x)) if float(x).is_integer() else f"{x:g}"
 
 
 def _is_json(raw: str) -> bool:

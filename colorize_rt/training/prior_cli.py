@@ -22,7 +22,7 @@ from ..core.prior import rebalance_weights
     type=click.Path(dir_okay=False, path_type=Path),
     help="where to save the prior (.npy, 313 float64 values summing to 1)",
 )
-@click.option("--limit", default=0, help="use at most this many images (0 = all)")
+@click.option("--limit", default=0, type=click.IntRange(0, 10**7), help="use at most this many images (0 = all)")
 def cli(folder: Path, output: Path, limit: int) -> None:
     """Compute the prior over the 313 ab bins (images at shorter side 64, nearest bin per pixel)."""
     from .train import compute_prior
