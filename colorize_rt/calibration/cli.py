@@ -30,10 +30,10 @@ from .quantize import CALIBRATION_METHODS, DEFAULT_MAX_DROP, EVAL_EVERY, INT8_TA
 @click.option("--method", type=click.Choice(CALIBRATION_METHODS), default="entropy", show_default=True)
 @click.option(
     "--max-drop",
-    type=click.FloatRange(0, 100),
+    type=click.FloatRange(-100, 100),
     default=DEFAULT_MAX_DROP,
     show_default=True,
-    help="Largest allowed drop of rebalanced AuC (points) from fp32 to INT8.",
+    help="Largest allowed drop of rebalanced AuC (points) from fp32 to INT8 (negative: INT8 must gain that much).",
 )
 @click.option("--num-images", type=click.IntRange(1, 100_000), default=256, show_default=True, help="Calibration images.")
 @click.option("--eval-images", type=click.IntRange(1, 100_000), default=200, show_default=True, help="Gate images.")
