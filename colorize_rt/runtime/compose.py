@@ -28,6 +28,7 @@ import numpy as np
 
 from ..core.color import Y_FROM_LINEAR_RGB, l_from_y, lab_to_rgb_unclipped, srgb_to_linear
 from ..core.paths import cache_dir
+from .remap import remap
 
 AB_MIN = -128  # a and b of table index 0 (the table path rounds ab to integers: error <= 0.5)
 AB_LEVELS = 256  # indices 0..255 cover a, b in [-128, 127]
@@ -311,7 +312,7 @@ class Palette:
         """sRGB (H, W, 3) uint8 of gray levels (H, W) uint8 with entries from ``maps`` (H, W, 4) uint8, contiguous
         (as ``maps``, replicated to full resolution; its byte 0 is overwritten with the gray levels)."""
         cv2.mixChannels([gray], [maps], [0, 0])
-        return cv2.remap(self.src, maps.view(np.int16), None, cv2.INTER_NEAREST, dst=out)
+        return remap(self.src, maps.view(np.int16), None, cv2.INTER_NEAREST, dst=out)
 
 
 def gray_table_pixels(gray: np.ndarray, ab_hw2: np.ndarray) -> np.ndarray:

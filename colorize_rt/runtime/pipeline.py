@@ -25,6 +25,7 @@ from ..core.constants import NET_MIN_SIDE, NET_MULTIPLE
 from ..core.netinput import pad_to_multiple
 from .compose import Palette, ab_pairs, gray_table_pixels, l_star, lab_to_pixels
 from .images import DecodedImage
+from .remap import remap
 
 Predict = Callable[[np.ndarray], np.ndarray]
 STRIP_ROWS = 256  # rows recombined at a time at full resolution (float path)
@@ -109,7 +110,7 @@ def upsample_rows(ab_hw2: np.ndarray, ys: np.ndarray, map_x: np.ndarray) -> np.n
         return ab_hw2[np.clip(ys.astype(np.int64), 0, ab_hw2.shape[0] - 1)]
     mx = np.ascontiguousarray(np.broadcast_to(map_x[None, :], (len(ys), len(map_x))))
     my = np.ascontiguousarray(np.broadcast_to(ys[:, None], (len(ys), len(map_x))))
-    return cv2.remap(ab_hw2, mx, my, interpolation=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    return remap(ab_hw2, mx, my, cv2.INTER_LINEAR, cv2.BORDER_REPLICATE)
 
 
 def _block_coords(n_out: int, n_src: int, q: int, stop: int | None = None) -> np.ndarray:
@@ -136,7 +137,7 @@ def _recombine_table(image: DecodedImage, ab_hw2: np.ndarray, bgr: bool = False)
     Wm = W // q * q
     mx, my = _block_coords(W, w, q, Wm), _block_coords(H, h, q)
     grid = (np.ascontiguousarray(np.broadcast_to(c, (len(my), len(mx)))) for c in (mx[None, :], my[:, None]))
-    ab_q = cv2.remap(ab_hw2, *grid, interpolation=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    ab_q = remap(ab_hw2, *grid, cv2.INTER_LINEAR, cv2.BORDER_REPLICATE)
     pairs = ab_pairs(ab_q.reshape(len(my), len(mx), 2))
     tail = np.zeros((H, 0), np.int32)
     if Wm < W:
