@@ -89,13 +89,14 @@ def write_rgb(path: Path, rgb: np.ndarray, params: list[int] | None = None) -> P
     return path
 
 
-def run_cli(*args: str, timeout: float = 300, env: dict | None = None) -> subprocess.CompletedProcess:
-    """``colorize-rt ARGS`` in a subprocess (``python -m colorize_rt``), as a user would run it."""
+def run_cli(*args: str, timeout: float = 300, env: dict | None = None, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    """``colorize-rt ARGS`` in a subprocess (``python -m colorize_rt``), as a user would run it (in ``cwd``,
+    default the repository root)."""
     return subprocess.run(
         [sys.executable, "-m", "colorize_rt", *args],
         capture_output=True,
         text=True,
         timeout=timeout,
-        cwd=ROOT,
+        cwd=cwd or ROOT,
         env=env,
     )

@@ -104,6 +104,38 @@ def test_usage_errors_exit_2_with_one_line(photos, model, args, needle):
     assert (photos / "a.png").read_bytes() == before
 
 
+def test_a_second_run_on_a_folder_leaves_out_the_first_runs_outputs(photos, model):
+    first = run_cli(str(photos), "--model", model, "-q")
+    assert first.returncode == 0, first.stderr
+    outputs = sorted(p.relative_to(photos).as_posix() for p in photos.rglob("*_color.*"))
+    assert outputs == ["a_color.png", "b_color.jpg", "sub/c_color.png"]
+    stamps = {o: (photos / o).stat().st_mtime_ns for o in outputs}
+    again = run_cli(str(photos), "--skip-existing", "--model", model)
+    assert again.returncode == 0, again.stderr
+    assert "left out 3 files that earlier runs wrote" in again.stderr and "0 colorized, 3 skipped" in again.stderr
+    assert {o: (photos / o).stat().st_mtime_ns for o in outputs} == stamps
+    assert not list(photos.rglob("*_color_color.*"))
+    redo = run_cli(str(photos), "--model", model, "-q")  # without --skip-existing: the outputs are redone
+    assert redo.returncode == 0, redo.stderr
+    assert not list(photos.rglob("*_color_color.*"))
+    # an -o folder inside the walked folder: its files are left out on the next run
+    for _ in range(2):
+        proc = run_cli(str(photos), "-o", str(photos / "out"), "--model", model, "-q")
+        assert proc.returncode == 0, proc.stderr
+    assert not (photos / "out" / "out").exists()
+    # files named one by one are never left out: overwriting one is refused
+    proc = run_cli(str(photos / "a.png"), str(photos / "a_color.png"), "--model", model)
+    assert proc.returncode == 2 and "refusing to overwrite input" in proc.stderr
+
+
+def test_an_empty_input_path_is_an_error_not_this_folder(photos, model):
+    proc = run_cli("", "--model", model, cwd=photos)
+    assert proc.returncode == 1
+    _no_traceback(proc)
+    assert "an empty input path" in proc.stderr and "0 colorized" in proc.stderr
+    assert not list(photos.rglob("*_color.*"))
+
+
 def test_no_shipped_model_yet_message(photos, tmp_path):
     env = {**os.environ, "COLORIZE_RT_ASSETS": str(tmp_path / "empty")}
     proc = run_cli(str(photos / "a.png"), env=env)

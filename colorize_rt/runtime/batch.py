@@ -133,6 +133,9 @@ def expand_inputs(items: list[str], notes: list[str] | None = None) -> tuple[lis
             found.append((p, root))
 
     for item in items:
+        if not item.strip():  # Path("") is ".": an unset shell variable would colorize the whole folder
+            errors.append("an empty input path (an unset variable?): name a file or folder, e.g. . for this one")
+            continue
         p = Path(item)
         if p.is_dir():
             files, skipped = walk_folder(p)
@@ -183,9 +186,21 @@ def _out_ext(src: Path, fmt: str | None) -> str:
     return ext
 
 
-def plan_outputs(inputs: list[tuple[Path, Path | None]], output: str | None, fmt: str | None, many: bool = False) -> list[Job]:
+def plan_outputs(
+    inputs: list[tuple[Path, Path | None]],
+    output: str | None,
+    fmt: str | None,
+    many: bool = False,
+    notes: list[str] | None = None,
+) -> list[Job]:
     """Output path of every input. No ``-o``: ``<stem>_color<ext>`` next to the input. ``-o FILE``: one
-    input only. ``-o DIR``: ``DIR/<input file name>`` (sub-folders of a folder input kept)."""
+    input only. ``-o DIR``: ``DIR/<input file name>`` (sub-folders of a folder input kept).
+
+    Files found by walking a folder that are this run's own outputs (an earlier run's ``*_color`` files
+    next to their inputs, or anything under an ``-o`` folder inside the walked folder) are left out, so a
+    second run on a folder works; ``notes`` gets one line saying how many. Inputs named one by one are
+    never left out: an output that would overwrite one is a ``UsageError``.
+    """
     jobs: list[Job] = []
     out = Path(output) if output else None
     to_dir = out is not None and (
@@ -200,6 +215,11 @@ def plan_outputs(inputs: list[tuple[Path, Path | None]], output: str | None, fmt
         raise UsageError(f"-o {output}: unsupported output format; use one of {', '.join(sorted(IMAGE_EXTS))}")
     if out is not None and to_dir and out.exists() and not out.is_dir():
         raise UsageError(f"-o {output} is a file but there are several inputs: pass a folder")
+    left_out = 0
+    if out is not None and to_dir:  # an -o folder inside a walked folder: what is in it are outputs
+        out_key = out.resolve()
+        kept = [(src, root) for src, root in inputs if not _inside_output(src, root, out_key)]
+        left_out, inputs = len(inputs) - len(kept), kept
     for src, root in inputs:
         if out is None:
             dst = src.with_name(f"{src.stem}_color{_out_ext(src, fmt)}")
@@ -210,6 +230,14 @@ def plan_outputs(inputs: list[tuple[Path, Path | None]], output: str | None, fmt
             dst = out.with_suffix("." + fmt.lower().lstrip(".")) if fmt else out
             _out_ext(dst, None)
         jobs.append(Job(src, dst))
+    planned = {job.dst.resolve(): job.src.resolve() for job in jobs}  # output -> the input it comes from
+    walked_outputs = [root is not None and planned.get(src.resolve(), src.resolve()) != src.resolve() for src, root in inputs]
+    if any(walked_outputs):  # earlier runs' outputs next to their inputs
+        jobs = [job for job, drop in zip(jobs, walked_outputs, strict=True) if not drop]
+        inputs = [item for item, drop in zip(inputs, walked_outputs, strict=True) if not drop]
+        left_out += sum(walked_outputs)
+    if left_out and notes is not None:
+        notes.append(f"left out {left_out} file{'s' if left_out > 1 else ''} that earlier runs wrote (this run's own outputs)")
     srcs = {src.resolve(): src for src, _ in inputs}
     targets: dict[Path, Path] = {}
     for job in jobs:
@@ -220,6 +248,14 @@ def plan_outputs(inputs: list[tuple[Path, Path | None]], output: str | None, fmt
             raise UsageError(f"{targets[key]} and {job.src} would both be written to {job.dst}: use separate runs")
         targets[key] = job.src
     return jobs
+
+
+def _inside_output(src: Path, root: Path | None, out_key: Path) -> bool:
+    """A walked file under the -o folder, when that folder lies strictly inside the walked one."""
+    if root is None:
+        return False
+    root_key = root.resolve()
+    return out_key != root_key and out_key.is_relative_to(root_key) and src.resolve().is_relative_to(out_key)
 
 
 def _network_error(exc: BaseException) -> bool:

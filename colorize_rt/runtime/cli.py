@@ -245,7 +245,7 @@ def cli(
     notes: list[str] = []
     found, missing = expand_inputs(list(inputs), notes)
     try:
-        jobs = plan_outputs(found, output, fmt, many=len(inputs) > 1)
+        jobs = plan_outputs(found, output, fmt, many=len(inputs) > 1, notes=notes)
         check_outputs_writable(jobs)  # before any compute; also removes temp files of killed runs
     except UsageError as exc:
         _usage(str(exc))
