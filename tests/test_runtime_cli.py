@@ -252,3 +252,15 @@ def test_kill_during_batch_leaves_no_partial_files(tmp_path, model, sig):
         assert proc.returncode == 130 and temps == []
     else:  # SIGKILL cannot be caught: at most a hidden temp file of the write in flight remains
         assert len(temps) <= 1
+
+
+@pytest.mark.parametrize("content", [b"", b"not a model"])
+def test_a_corrupt_model_on_the_default_backend_is_one_line(photos, content):
+    """Before: --backend auto (the default) printed ONNX Runtime's traceback; --backend cpu gave one line."""
+    bad = photos / "bad.onnx"
+    bad.write_bytes(content)
+    proc = run_cli(str(photos / "a.png"), "--model", str(bad))
+    assert proc.returncode == 2, proc.stderr
+    _no_traceback(proc)
+    assert proc.stderr.strip().splitlines() == [proc.stderr.strip()] and f"cannot open {bad} on the CPU" in proc.stderr
+    assert not (photos / "a_color.png").exists()

@@ -116,3 +116,50 @@ def test_colorize_rt_serve_subcommand_dispatches():
     assert out.stderr.strip() == (
         "colorize-rt serve: error: Invalid value for '--ui': 'tkinter' is not one of 'gradio', 'streamlit'."
     )
+
+
+def _identity_onnx(path):
+    """A valid ONNX model that is not a colorizer (input ``x``, no ``L``/``temperature``)."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    graph = helper.make_graph(
+        [helper.make_node("Identity", ["x"], ["y"])],
+        "ident",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1])],
+    )
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), path)
+    return path
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (["--model", "nosuch"], "the server's model cannot be used: unknown model 'nosuch'"),
+        (["--model", "{bad}", "--backend", "cpu"], "the server's model cannot be used: --backend cpu failed to initialise"),
+        (["--model", "{ident}", "--backend", "cpu"], "the server's model fails on a test image: Required inputs"),
+    ],
+)
+def test_serve_refuses_to_start_with_an_unusable_model(tmp_path, args, needle):
+    """Before: `serve --model nosuch` started, answered /healthz, then failed every request with a 400."""
+    bad = tmp_path / "bad.onnx"
+    bad.write_text("not a model")
+    ident = _identity_onnx(tmp_path / "ident.onnx")
+    args = [a.format(bad=bad, ident=ident) for a in args]
+    code = f"from colorize_rt.cli import main; main(['serve', '--port', '1', *{args!r}])"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 2, out.stderr
+    assert "Traceback" not in out.stderr
+    assert out.stderr.strip().splitlines()[-1].startswith(f"colorize-rt serve: error: {needle}"), out.stderr
+
+
+def test_a_model_failing_inside_the_service_is_a_503_not_a_400(tmp_path):
+    from colorize_rt.serve.service import ColorizeService, ModelUnavailable
+
+    bad = tmp_path / "bad.onnx"
+    bad.write_text("not a model")
+    service = ColorizeService(model=str(bad), backend="auto")
+    with pytest.raises(ModelUnavailable, match="cannot open .*bad.onnx on the CPU") as info:
+        service.engine("classification")
+    assert info.value.status == 503

@@ -218,7 +218,12 @@ def open_runner(
             f"{cpu_model.name} next to it for the CPU fallback"
         )
     runner = make_runner("cpu", cpu_model, threads, max_side)
-    runner.activate()
+    try:
+        runner.activate()
+    except MissingDependency:
+        raise
+    except Exception as exc:  # noqa: BLE001 - ONNX Runtime raises many types for a bad file; one line
+        raise BackendError(f"cannot open {cpu_model} on the CPU: {_one_line(exc)}") from None
     verdict = _verify(runner, cpu_model, "cpu", verdicts)
     if verdict.status == "fail":
         raise SelfCheckError(verdict)

@@ -63,7 +63,9 @@ def launch(
         from .service import ColorizeService
 
         os.environ.update(COLORIZE_RT_MODEL=str(model), COLORIZE_RT_BACKEND=backend, COLORIZE_RT_MAX_UPLOAD_MB=str(max_upload_mb))
-        serve(ColorizeService.from_env(), host, port, share)
+        service = ColorizeService.from_env()
+        service.open()  # an unusable model refuses to start (ModelUnavailable), instead of failing every request
+        serve(service, host, port, share)
         return 0
     from ..core.lazy import require
 
@@ -76,6 +78,9 @@ def launch(
         COLORIZE_RT_BACKEND=backend,
         COLORIZE_RT_MAX_UPLOAD_MB=str(max_upload_mb),
     )
+    from .service import ColorizeService
+
+    ColorizeService(model=str(model), backend=backend).open()  # refuse to start with an unusable model
     print(f"colorize-rt streamlit UI on http://{host}:{port}/", flush=True)
     # Become the streamlit process (no orphaned child when this one is stopped with SIGTERM).
     os.execve(sys.executable, streamlit_command(host, port, max_upload_mb), env)

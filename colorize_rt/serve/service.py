@@ -19,6 +19,7 @@ import numpy as np
 from ..core.constants import DEFAULT_T
 from ..runtime import api
 from ..runtime.api import METHODS, MODES
+from ..runtime.backends import BackendError
 from ..runtime.images import ImageError, image_header, to_bgr_for_write
 from ..runtime.limits import MAX_PIXELS, SIZE, TEMPERATURE, ParameterError
 from ..runtime.pipeline import gray_of
@@ -42,6 +43,13 @@ class UserError(ValueError):
     ``status`` is the HTTP status the API answers with."""
 
     status = 400
+
+
+class ModelUnavailable(UserError):
+    """The server's model cannot be opened or fails on a test image: not the request's fault (HTTP 503).
+    ``ColorizeService.open`` raises it at start-up, so such a server refuses to start."""
+
+    status = 503
 
 
 class RequestTooLarge(UserError):
@@ -185,9 +193,23 @@ class ColorizeService:
                     self._engines[method] = api.Colorizer(
                         model=self.model, backend=self.backend, method=method, threads=self.threads
                     )
-                except ValueError as exc:  # ModelError and friends carry one actionable line
-                    raise UserError(str(exc)) from None
+                except (ValueError, BackendError) as exc:  # ModelError, BackendError: one actionable line
+                    raise ModelUnavailable(f"the server's model cannot be used: {exc}") from None
             return self._engines[method]
+
+    def open(self) -> None:
+        """Open the model and colorize a small gray image with it, before serving anything.
+
+        Raises:
+            ModelUnavailable: the model cannot be opened on the backend, or fails on the test image (one line).
+        """
+        engine = self.engine("classification")
+        _, png = cv2.imencode(".png", np.tile(np.arange(0, 256, 8, dtype=np.uint8), (24, 1)))
+        try:
+            engine.colorize(api.read_image(png.tobytes()), size=64)
+        except Exception as exc:  # noqa: BLE001 - ONNX Runtime raises many types for a model that cannot run
+            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            raise ModelUnavailable(f"the server's model fails on a test image: {first}") from None
 
     def engine_info(self, method: str = "classification") -> dict:
         return self.engine(method).info()
