@@ -72,7 +72,7 @@ def test_32_concurrent_requests_no_errors_no_duplicate_work(app, redis_server):
 
 def test_upload_limit_and_bad_input(app):
     code, _, body = post(app.url + "/api/colorize", b"\0" * (3 * 1024 * 1024))
-    assert code == 413 and b"the upload is 3.0 MB; the upload limit is 2 MB" in body
+    assert code == 413 and b"the upload is 3,145,728 bytes; the upload limit is 2 MB (2,097,152 bytes)" in body
     code, _, body = post(app.url + "/api/colorize", b"GIF89a-but-not-really")
     assert code == 400 and b"not a usable image" in body
     code, _, body = post(app.url + "/api/colorize?mode=zoom", sample_png(32))
@@ -80,6 +80,27 @@ def test_upload_limit_and_bad_input(app):
 
 
 @needs_redis
+def _request(url: str, method: str, data: bytes | None = None, headers: dict | None = None):
+    req = urllib.request.Request(url, data=data, method=method, headers=headers or {})
+    try:
+        with urllib.request.urlopen(req, timeout=60) as resp:
+            return resp.status, dict(resp.headers), resp.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, dict(exc.headers), exc.read()
+
+
+def test_other_methods_are_405_and_form_uploads_get_a_hint(app):
+    for method in ("GET", "PUT", "DELETE", "PATCH"):
+        code, headers, body = _request(app.url + "/api/colorize", method, b"x" if method != "GET" else None)
+        assert code == 405 and headers.get("allow") == "POST", (method, code, body[:200])
+        assert json.loads(body) == {"error": f"use POST for /api/colorize, not {method}"}
+    form = b"--b\r\nContent-Disposition: form-data; name=file; filename=a.png\r\n\r\n" + sample_png(32) + b"\r\n--b--\r\n"
+    code, _, body = _request(app.url + "/api/colorize", "POST", form, {"Content-Type": "multipart/form-data; boundary=b"})
+    assert code == 400 and "--data-binary" in json.loads(body)["error"]
+    code, _, _ = _request(app.url + "/api/colorize", "POST", sample_png(32), {"Content-Type": "image/png"})
+    assert code == 200
+
+
 def test_redis_stopped_while_the_app_serves(app, redis_server):
     """Runs last in this module: it kills the module's redis-server."""
     assert stats(app)["backend"] == "redis"

@@ -90,15 +90,18 @@ def test_user_errors_are_one_line(service, data, kwargs, message):
 
 def test_upload_size_limit(model, tmp_path):
     small = ColorizeService(model=str(model), cache=ResultCache(DiskCache(tmp_path)), max_upload_mb=0.01)
-    with pytest.raises(UserError, match=r"the image is 0\.\d MB; the upload limit is 0.01 MB"):
+    with pytest.raises(UserError, match=r"the image is [\d,]+ bytes; the upload limit is 0.01 MB \(10,485 bytes\)"):
         small.colorize(sample_png(256))
 
 
-def test_missing_model_is_a_user_error(tmp_path):
+def test_missing_model_is_the_servers_fault_503(tmp_path):
+    from colorize_rt.serve.service import ModelUnavailable
+
     svc = ColorizeService(model=str(tmp_path / "nope.onnx"), cache=ResultCache(DiskCache(tmp_path)))
-    with pytest.raises(UserError, match="model file not found"):
+    with pytest.raises(ModelUnavailable, match="the server's model cannot be used: model file not found") as info:
         svc.colorize(sample_png(32))
-    assert svc.backend_text().startswith("backend: unavailable (model file not found")
+    assert info.value.status == 503
+    assert svc.backend_text().startswith("backend: unavailable (the server's model cannot be used: model file not found")
 
 
 def test_32_concurrent_identical_requests_compute_once(service):

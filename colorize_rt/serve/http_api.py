@@ -6,6 +6,7 @@ Every answer to a bad request is a 4xx with a one-line JSON ``{"error": ...}``:
 
 * 400: a bad parameter (checked against the same bounds as the command line, ``runtime.limits``) or image;
 * 408: a body that stalls (``COLORIZE_RT_BODY_TIMEOUT_S``, default 30 s);
+* 405 with ``Allow: POST``: another method on ``/api/colorize``;
 * 413: over a limit (upload size, canvas, memory or network budget);
 * 503 with ``Retry-After``: the server is full (see :mod:`.admission`).
 """
@@ -77,7 +78,7 @@ async def read_body(request: Request, limit: int, limit_mb: float, timeout_s: fl
         log.info("client disconnected after %d of %s body bytes", total, declared or "?")
         raise BodyError(400, f"the body ended after {total} bytes (Content-Length {declared})") from None
     if total > limit:
-        raise BodyError(413, f"the upload is {total / 1048576:.1f} MB; the upload limit is {limit_mb:g} MB")
+        raise BodyError(413, f"the upload is {total:,} bytes; the upload limit is {limit_mb:g} MB ({limit:,} bytes)")
     return b"".join(chunks)
 
 
@@ -99,6 +100,8 @@ def create_api(service: ColorizeService) -> FastAPI:
             body = await read_body(request, service.max_upload_bytes, service.max_upload_mb, body_timeout_s)
         except BodyError as exc:
             return error(exc.status, str(exc))
+        if request.headers.get("content-type", "").lower().startswith("multipart/"):
+            return error(400, "send the image itself as the body (curl --data-binary @photo.png), not a form upload (curl -F)")
         try:
             params = parse_params(request.query_params)
             if params["method"] == "transfer":
@@ -110,5 +113,10 @@ def create_api(service: ColorizeService) -> FastAPI:
             return error(503, str(exc), {"Retry-After": str(exc.retry_after_s)})
         headers = {"X-Cache": "hit" if res.cached else "miss", "X-Key": res.key}
         return Response(res.png, media_type="image/png", headers=headers)
+
+    # Without these, the Gradio app mounted at / answers other methods with its own 404.
+    @app.api_route("/api/colorize", methods=["GET", "PUT", "DELETE", "PATCH"], include_in_schema=False)
+    def colorize_wrong_method(request: Request) -> Response:
+        return error(405, f"use POST for /api/colorize, not {request.method}", {"Allow": "POST"})
 
     return app

@@ -230,7 +230,10 @@ class ColorizeService:
         if not data:
             raise UserError(f"no {what} uploaded")
         if len(data) > self.max_upload_bytes:
-            raise RequestTooLarge(f"the {what} is {len(data) / 1048576:.1f} MB; the upload limit is {self.max_upload_mb:g} MB")
+            raise RequestTooLarge(
+                f"the {what} is {len(data):,} bytes; the upload limit is {self.max_upload_mb:g} MB "
+                f"({self.max_upload_bytes:,} bytes)"
+            )
 
     def check_header(self, data: bytes, what: str = "image"):
         """The upload's header (no pixels decoded) -> ImageHeader, checked against ``max_pixels``."""
