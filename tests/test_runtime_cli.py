@@ -87,6 +87,7 @@ def test_bad_files_are_reported_and_skipped(photos, tmp_path, model):
         (["{a}", "--backend", "tensorrt"], "colorize-engine"),
         (["{a}", "--mode", "tiled", "--tile", "64", "--overlap", "64"], "must be smaller than --tile"),
         (["{a}", "-o", "{photos}"], "refusing to overwrite input"),
+        (["{a}", "-o", "{photos}/x.png", "--format", "jpg"], "names a .png file but --format is jpg"),
         (["{a}", "-T", "nan"], "temperature must be a number from 0.01 to 10; got 'nan'"),  # FloatRange lets nan in
         (["{a}", "--scale", "inf"], "scale must be a number from 0.01 to 1; got 'inf'"),
     ],

@@ -109,6 +109,19 @@ def test_gray_la_and_one_by_one(tmp_path):
     assert one.rgb.shape == (1, 1, 3) and tuple(one.rgb[0, 0]) == (200, 10, 30)
 
 
+@pytest.mark.parametrize("bad", [np.inf, -np.inf, np.nan])
+def test_float_tiff_in_0_1_with_one_non_finite_pixel(tmp_path, rgb, bad):
+    """Before: one inf pixel made the 0..1 image read as 0..255, so it decoded almost black."""
+    gray = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY).astype(np.float32) / 255
+    gray[3, 5] = bad
+    Image.fromarray(gray, "F").save(tmp_path / "f.tif")
+    img = read_image(tmp_path / "f.tif")
+    assert img.gray and img.rgb.dtype == np.uint8
+    want = np.clip(np.nan_to_num(gray) * 255, 0, 255).round()
+    keep = np.isfinite(gray)
+    assert np.abs(img.rgb[..., 0].astype(float) - want)[keep].max() <= 1
+
+
 def test_l_is_cie_lstar_not_scaled_gray(tmp_path):
     Image.new("L", (4, 4), 128).save(tmp_path / "g.png")
     img = read_image(tmp_path / "g.png")

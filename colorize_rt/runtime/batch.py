@@ -186,6 +186,12 @@ def _out_ext(src: Path, fmt: str | None) -> str:
     return ext
 
 
+def _same_format(ext: str) -> str:
+    """One spelling per format (.jpeg is .jpg, .tif is .tiff)."""
+    ext = ext.lower()
+    return {".jpeg": ".jpg", ".tif": ".tiff"}.get(ext, ext)
+
+
 def plan_outputs(
     inputs: list[tuple[Path, Path | None]],
     output: str | None,
@@ -227,7 +233,9 @@ def plan_outputs(
             rel = src.relative_to(root) if root is not None else Path(src.name)
             dst = (out / rel).with_suffix(_out_ext(src, fmt) if (fmt or src.suffix.lower() not in IMAGE_EXTS) else src.suffix)
         else:
-            dst = out.with_suffix("." + fmt.lower().lstrip(".")) if fmt else out
+            if fmt and _same_format(out.suffix) != _same_format(_out_ext(out, fmt)):  # was: silently renamed
+                raise UsageError(f"-o {output} names a {out.suffix} file but --format is {fmt}: drop one of them")
+            dst = out
             _out_ext(dst, None)
         jobs.append(Job(src, dst))
     planned = {job.dst.resolve(): job.src.resolve() for job in jobs}  # output -> the input it comes from

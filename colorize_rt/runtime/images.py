@@ -109,7 +109,8 @@ def _from_pillow(im: Image.Image) -> tuple[np.ndarray, np.ndarray | None, int, b
         return gray3(g), None, 16, True
     if mode == "F":
         g = np.asarray(im, dtype=np.float32)
-        scale = 255.0 if float(np.nanmax(g, initial=0.0)) <= 1.0 else 1.0
+        finite = g[np.isfinite(g)]  # one inf pixel must not decide the scale of all the others
+        scale = 255.0 if float(finite.max(initial=0.0)) <= 1.0 else 1.0
         g = np.clip(np.nan_to_num(g) * scale, 0, 255).round().astype(np.uint8)
         return gray3(g), None, 8, True
     if mode == "P":
