@@ -139,8 +139,12 @@ def test_l_is_cie_lstar_not_scaled_gray(tmp_path):
         (lambda p, d: p.write_bytes(b""), "empty file"),
         (lambda p, d: p.write_text("this is not an image\n"), "not a recognised image"),
         (lambda p, d: p.write_bytes(d[: len(d) // 2]), "cannot decode"),
+        (
+            lambda p, d: p.write_bytes(cv2.imencode(".tiff", np.full((8, 8, 3), 0.5, np.float32))[1].tobytes()),
+            "a TIFF with a sample format this decoder cannot read (e.g. float RGB): save it as 8- or 16-bit",
+        ),
     ],
-    ids=["zero-byte", "text-named-png", "truncated"],
+    ids=["zero-byte", "text-named-png", "truncated", "float-rgb-tiff"],
 )
 def test_bad_files_raise_one_line_image_error(tmp_path, rgb, maker, needle):
     data = cv2.imencode(".png", rgb)[1].tobytes()

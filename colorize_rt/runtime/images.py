@@ -92,6 +92,14 @@ def gray3(plane: np.ndarray) -> np.ndarray:
     return np.broadcast_to(plane[..., None], (*plane.shape, 3))
 
 
+def _unrecognised(data: bytes) -> str:
+    """Why Pillow could not identify ``data``: a TIFF it cannot read (e.g. 3-channel float or 32-bit samples)
+    is named as such, so the fix is clear."""
+    if data[:4] in (b"II*\x00", b"MM\x00*"):
+        return "a TIFF with a sample format this decoder cannot read (e.g. float RGB): save it as 8- or 16-bit"
+    return "not a recognised image file"
+
+
 def _is_16bit(im: Image.Image) -> bool:
     if im.mode in ("I;16", "I;16B", "I;16L", "I;16N"):
         return True
@@ -222,7 +230,7 @@ def image_header(data: bytes, max_pixels: int | None = DEFAULT_MAX_PIXELS, limit
     except ImageError:
         raise
     except UnidentifiedImageError:
-        raise ImageError("not a recognised image file") from None
+        raise ImageError(_unrecognised(data)) from None
     except (OSError, SyntaxError, ValueError, EOFError) as exc:
         msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise ImageError(f"cannot decode ({msg})") from None
@@ -255,6 +263,7 @@ def read_image(path_or_bytes, max_pixels: int | None = DEFAULT_MAX_PIXELS, limit
     multi-page TIFF files are refused with a message (only frame 1 would be colorized otherwise).
     """
     name = _name(path_or_bytes)
+    head = b""  # the first bytes, to say what an unidentified file is
     try:
         if isinstance(path_or_bytes, (bytes, bytearray, memoryview)):
             data = bytes(path_or_bytes)
@@ -267,6 +276,7 @@ def read_image(path_or_bytes, max_pixels: int | None = DEFAULT_MAX_PIXELS, limit
             data = p.read_bytes()
         if not data:
             raise ImageError("empty file (0 bytes)")
+        head = data[:4]
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # e.g. "Truncated File Read" / palette-transparency warnings
             with Image.open(io.BytesIO(data)) as im:
@@ -283,7 +293,7 @@ def read_image(path_or_bytes, max_pixels: int | None = DEFAULT_MAX_PIXELS, limit
     except ImageError as exc:
         raise ImageError(f"{name}: {exc}") from None
     except UnidentifiedImageError:
-        raise ImageError(f"{name}: not a recognised image file") from None
+        raise ImageError(f"{name}: {_unrecognised(head)}") from None
     except Image.DecompressionBombError as exc:  # not reached with MAX_IMAGE_PIXELS = None; kept as a guard
         raise ImageError(f"{name}: {exc}; {limit_hint}") from None
     except (OSError, SyntaxError, ValueError, EOFError) as exc:
