@@ -92,6 +92,9 @@ def test_quick_mode_runs_under_two_minutes(tmp_path, cache):
     [
         (["--models", "resnet"], "unknown model(s) resnet"),
         (["--sizes", "100"], "multiples of 8"),
+        (["--sizes", "1000000"], "--sizes: 1 to 16 integers from 1 to 4096"),  # was a 3 TB allocation
+        (["--batches", "100000"], "--batches: 1 to 16 integers from 1 to 256"),
+        (["--tiled-sizes", "99999"], "--tiled-sizes: 1 to 16 integers from 1 to 16384"),
         (["--backends", "tpu"], "unknown backend(s) tpu"),
     ],
 )

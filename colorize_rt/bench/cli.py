@@ -17,7 +17,7 @@ from pathlib import Path
 import click
 
 from ..core.lazy import MissingDependency
-from ..runtime.limits import THREADS
+from ..runtime.limits import SIZE, THREADS
 from .compare import RunPolicy
 from .inputs import REPO_ROOT, default_photo_dir, first_photo, photo_l_maps, sample_rgbs
 from .machine import machine_info
@@ -198,13 +198,15 @@ def _e2e_model(models) -> str | None:
     return str(models[0].fp32) if models else None
 
 
-def _ints(text: str, what: str, multiple: int = 1) -> tuple[int, ...]:
+def _ints(text: str, what: str, hi: int, multiple: int = 1) -> tuple[int, ...]:
+    """Comma-separated integers in 1..``hi`` (multiples of ``multiple``), at most 16 of them."""
     try:
         vals = tuple(int(v) for v in text.split(",") if v.strip())
     except ValueError:
         raise click.BadParameter(f"{what}: comma-separated integers, e.g. 256,512") from None
-    if not vals or any(v <= 0 or v % multiple for v in vals):
-        raise click.BadParameter(f"{what}: positive integers{f' (multiples of {multiple})' if multiple > 1 else ''}")
+    if not vals or len(vals) > 16 or any(not 0 < v <= hi or v % multiple for v in vals):
+        extra = f", multiples of {multiple}" if multiple > 1 else ""
+        raise click.BadParameter(f"{what}: 1 to 16 integers from 1 to {hi}{extra}")
     return vals
 
 
@@ -262,11 +264,11 @@ def cli(quick, out, models, sizes, batches, backends, budget_min, threads, photo
             )
         cfg.backends = tuple(dict.fromkeys((REFERENCE, *names)))  # the reference of every ratio always runs
     if sizes:
-        cfg.sizes = _ints(sizes, "--sizes", 8)
+        cfg.sizes = _ints(sizes, "--sizes", SIZE.range[1], 8)
     if batches:
-        cfg.batches = _ints(batches, "--batches")
+        cfg.batches = _ints(batches, "--batches", 256)
     if tiled_sizes:
-        cfg.tiled_sizes = () if tiled_sizes.strip() == "0" else _ints(tiled_sizes, "--tiled-sizes")
+        cfg.tiled_sizes = () if tiled_sizes.strip() == "0" else _ints(tiled_sizes, "--tiled-sizes", 16384)
     if budget_min:
         cfg.budget_s = budget_min * 60
     if e2e_images is not None:
