@@ -3,7 +3,7 @@
 The gate covers both x86 INT8 kernel paths: weights are 7-bit, so CPUs without VNNI (VPMADDUBSW) compute the
 same integers as VNNI/AMX ones (``core.int8sim``); the model carries a known-answer probe it must pass here.
 
-Exit codes: 0 written, 1 accuracy gate or a check failed (nothing written), 2 usage error.
+Exit codes: 0 written, 1 accuracy gate or a check failed (nothing written), 2 usage error, 130 interrupted.
 """
 
 from __future__ import annotations
@@ -86,9 +86,12 @@ def main(model, data_dir, output, eval_dir, method, max_drop, num_images, eval_i
     except RuntimeError as exc:  # not TensorRT-compatible, would saturate without VNNI, fails its probe
         click.echo(f"error: {exc}; nothing written", err=True)
         sys.exit(1)
-    except (FileNotFoundError, ValueError, MissingDependency) as exc:
+    except (OSError, ValueError, MissingDependency) as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(2)
+    except KeyboardInterrupt:
+        click.echo("error: interrupted; nothing written", err=True)
+        sys.exit(130)
     cache = "reused" if report["cache_hit"] else "written"
     click.echo(report["gate"].message())
     click.echo(

@@ -32,9 +32,9 @@ from ..core import paths
 from ..core.atomic import atomic_path
 from ..core.files import list_images
 from ..core.hashing import file_sha256
-from ..eval.gate import GateResult, accuracy_gate
+from ..eval.gate import GateResult, accuracy_gate, require_colour_images
 from ..eval.scoring import EVAL_SHORT_SIDE
-from ..export.graph import DECODE_PREFIX, NET_PREFIX, fp32_nodes, get_metadata, set_metadata
+from ..export.graph import DECODE_PREFIX, NET_PREFIX, check_interface, fp32_nodes, get_metadata, load_onnx, set_metadata
 from .reader import ImageCalibrationReader
 
 CALIBRATION_METHODS = ("entropy", "percentile", "minmax")
@@ -110,13 +110,14 @@ def quantize_int8(
     reduce_range: bool = True,
     keep_fp32: tuple[str, ...] = (),
     target: str = "tensorrt",
+    progress: bool = False,
 ) -> dict:
     """Calibrate on ``calib_files`` and write the Q/DQ model to ``out_path`` (no gate, not atomic:
     callers write to a temp path). ``reduce_range``: 7-bit weights (|q| <= 64), which x86 CPUs without VNNI
     compute exactly (see ``core.int8sim``). ``target``: ``"tensorrt"`` (symmetric INT8 activations, zero point 0,
     what TensorRT takes) or ``"cpu"`` (asymmetric UINT8 activations: all 8 bits for the non-negative ReLU6
-    outputs, ~40 % less error on ONNX Runtime CPU; not for TensorRT). Returns {cache_path, cache_hit, key,
-    excluded}."""
+    outputs, ~40 % less error on ONNX Runtime CPU; not for TensorRT). ``progress``: a progress bar over the
+    calibration images (on stderr). Returns {cache_path, cache_hit, key, excluded}."""
     if target not in INT8_TARGETS:
         raise ValueError(f"target must be one of {', '.join(INT8_TARGETS)}; got {target!r}")
     import onnx
@@ -150,7 +151,7 @@ def quantize_int8(
             quantize_static(
                 str(pre),
                 str(out_path),
-                None if cache_hit else ImageCalibrationReader(calib_files, short_side),
+                None if cache_hit else ImageCalibrationReader(calib_files, short_side, progress=progress),
                 quant_format=QuantFormat.QDQ,
                 per_channel=True,
                 reduce_range=reduce_range,
@@ -309,7 +310,11 @@ def calibrate(
     fp32_path, out_path = Path(fp32_path), Path(out_path)
     if not fp32_path.is_file():
         raise FileNotFoundError(f"model not found: {fp32_path}")
-    meta = get_metadata(onnx.load(str(fp32_path), load_external_data=False))
+    if out_path.resolve() == fp32_path.resolve() or (out_path.exists() and out_path.samefile(fp32_path)):
+        raise ValueError(f"refusing to overwrite the fp32 model {fp32_path} with the INT8 model: choose another -o")
+    source = load_onnx(fp32_path, load_external_data=False)
+    check_interface(source, fp32_path)
+    meta = get_metadata(source)
     if meta.get("precision", "fp32") != "fp32":
         raise ValueError(f"{fp32_path} is {meta['precision']}; calibrate the fp32 export")
     files = list_images(data_dir)
@@ -323,10 +328,14 @@ def calibrate(
         raise ValueError(f"no calibration images in {data_dir}")
     if not eval_files:
         raise ValueError("no held-out images for the accuracy gate (pass --eval DIR)")
+    if eval_dir is None:
+        require_colour_images(eval_files, data_dir, f"--data (held-out every {EVAL_EVERY}th image)")
+    else:
+        require_colour_images(eval_files, eval_dir, "--eval")
     with tempfile.TemporaryDirectory(prefix="colorize-int8.") as tmp:
         cand = Path(tmp) / "model.int8.onnx"
         keep = KEEP_FP32 if keep_fp32 is None else tuple(keep_fp32)
-        info = quantize_int8(fp32_path, cand, calib_files, method, cache_dir, keep_fp32=keep, target=target)
+        info = quantize_int8(fp32_path, cand, calib_files, method, cache_dir, keep_fp32=keep, target=target, progress=progress)
         proto = onnx.load(str(cand))
         problems = check_qdq(proto) if target == "tensorrt" else []
         if problems:

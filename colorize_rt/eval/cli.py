@@ -13,7 +13,7 @@ from pathlib import Path
 import click
 import numpy as np
 
-from ..core.atomic import atomic_write_text
+from ..core.atomic import atomic_write_text, check_writable
 from ..core.constants import DEFAULT_T
 from ..core.files import list_images
 from ..core.metrics import check_prior
@@ -61,9 +61,11 @@ from .scoring import evaluate, format_table
 @click.option("--json", "json_out", type=click.Path(dir_okay=False, path_type=Path), help="write results as JSON")
 def cli(models, data, temperature, limit, prior_path, resamples, group_by, json_out):
     """Score models with the paper's metrics (raw / rebalanced AuC, PSNR) against the gray baseline."""
+    if json_out:
+        _check_json_out(json_out, [*models, *([prior_path] if prior_path else [])])
     files = list_images(data, limit or None)
     if not files:
-        raise click.UsageError(f"no images under {data}")
+        raise _UsageError(f"no images under {data}")
     group_of = group_function(group_by, data) if group_by else None
     if group_of is not None:
         try:
@@ -80,6 +82,12 @@ def cli(models, data, temperature, limit, prior_path, resamples, group_by, json_
             first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
             raise click.ClickException(f"cannot load {path}: {first}") from None
     result = evaluate(files, predictors, prior=prior, resamples=resamples, group_of=group_of)
+    scored, gray = result["methods"]["gray"]["n_images"], result["n_excluded"]
+    unreadable = len(files) - scored - gray
+    if not scored:
+        raise _UsageError(f"no colour images to score in {data} ({gray} nearly colourless, {unreadable} unreadable)")
+    if unreadable:
+        click.echo(f"warning: {unreadable} of {len(files)} image files in {data} are unreadable and were skipped", err=True)
     result["temperature"] = temperature
     if prior_path:
         result["prior"] = str(prior_path)
@@ -87,6 +95,23 @@ def cli(models, data, temperature, limit, prior_path, resamples, group_by, json_
     click.echo(format_table(result))
     if json_out:
         atomic_write_text(json_out, json.dumps(result, indent=2))
+
+
+class _UsageError(click.ClickException):
+    """A user mistake: one line (``Error: ...``, no usage text), exit code 2."""
+
+    exit_code = 2
+
+
+def _check_json_out(json_out: Path, inputs: list[Path]) -> None:
+    """Before any work: --json must not name an input, and its folder must be writable."""
+    for path in inputs:
+        if json_out.resolve() == Path(path).resolve() or (json_out.exists() and json_out.samefile(path)):
+            raise _UsageError(f"--json {json_out} would overwrite the input {path}: choose another file")
+    try:
+        check_writable(json_out.parent)
+    except OSError as exc:
+        raise _UsageError(f"--json {json_out}: {exc.strerror}") from None
 
 
 def _load_prior(path: Path) -> np.ndarray:
@@ -108,7 +133,7 @@ def main(argv=None) -> int:
         return 2
     except click.ClickException as exc:
         exc.show()
-        return 1
+        return exc.exit_code
     return 0
 
 

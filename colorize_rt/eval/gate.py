@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from .predictors import onnx_predictor
-from .scoring import evaluate
+from .scoring import EVAL_SHORT_SIDE, MIN_CHROMA, evaluate, iter_lab_images
 
 
 @dataclass
@@ -77,3 +77,28 @@ def accuracy_gate(
         candidate=names[1],
         table=res,
     )
+
+
+def require_colour_images(files: list[Path], folder: str | Path, option: str) -> None:
+    """Raise unless ``files`` hold at least one readable colour image (stops at the first one found): checked
+    before any conversion work, since the metric skips nearly colourless and unreadable images and a folder
+    with none left would make the gate compare ``nan`` with ``nan``.
+
+    Args:
+        files: the images the gate will score.
+        folder: the folder they came from (for the message).
+        option: the command-line option that named the folder (e.g. ``--val``).
+
+    Raises:
+        ValueError: one line, ``OPTION DIR has no colour images to score (N nearly colourless, M unreadable)``.
+    """
+    gray = unreadable = 0
+    for f in files:
+        item = next(iter_lab_images([f], EVAL_SHORT_SIDE), None)
+        if item is None:
+            unreadable += 1
+        elif np.abs(item[1][..., 1:]).sum(-1).mean() < MIN_CHROMA:
+            gray += 1
+        else:
+            return
+    raise ValueError(f"{option} {folder} has no colour images to score ({gray} nearly colourless, {unreadable} unreadable)")

@@ -75,10 +75,29 @@ def export_main(
     triton_max_batch,
 ):
     """Export CHECKPOINT to ONNX (input L [N,1,H,W] + temperature, output ab [N,2,H,W])."""
+    out = Path(output)
+    if _same_file(out, checkpoint):
+        _fail(f"refusing to overwrite the checkpoint {checkpoint} with the ONNX model: choose another -o")
+    if triton_dir:
+        from .triton import check_model_name
+
+        try:
+            check_model_name(triton_name)
+        except ValueError as exc:
+            _fail(f"--triton-name: {exc}")
+    if val_dir and precision == "fp32":
+        click.echo("note: --val checks fp16 exports only; ignored with --precision fp32", err=True)
     try:
+        val_files = None
+        if val_dir and precision == "fp16":
+            from ..core.files import list_images
+            from ..eval.gate import require_colour_images
+
+            val_files = list_images(val_dir, val_images)
+            require_colour_images(val_files, val_dir, "--val")
+
         from .onnx_export import export_checkpoint
 
-        out = Path(output)
         if precision == "fp32" and store_fp16:
             from .compress import store_weights_fp16
 
@@ -96,11 +115,10 @@ def export_main(
                 export_checkpoint(checkpoint, fp32, use_ema=not no_ema, default_temperature=temperature)
                 cand = Path(tmp) / "model.fp16.onnx"
                 convert_fp16(fp32, cand)
-                if val_dir:
-                    from ..core.files import list_images
+                if val_files is not None:
                     from ..eval.gate import accuracy_gate
 
-                    gate = accuracy_gate(fp32, cand, list_images(val_dir, val_images), FP16_MAX_DROP, names=("fp32", "fp16"))
+                    gate = accuracy_gate(fp32, cand, val_files, FP16_MAX_DROP, names=("fp32", "fp16"))
                     click.echo(gate.message())
                     if not gate.passed:
                         _fail(f"fp16 check failed, nothing written: {gate.message()}", EXIT_CHECK)
@@ -114,8 +132,19 @@ def export_main(
 
             d = write_repository(out, triton_dir, name=triton_name, max_batch_size=triton_max_batch)
             click.echo(f"wrote Triton model repository {d} (config.pbtxt validated)")
-    except (FileNotFoundError, ValueError, MissingDependency) as exc:
+    except (OSError, ValueError, MissingDependency) as exc:
         _fail(str(exc))
+
+
+def _same_file(a: str | Path, b: str | Path) -> bool:
+    """Whether two paths name the same file (resolved; an existing file also by inode, so links count)."""
+    a, b = Path(a), Path(b)
+    try:
+        if a.exists() and b.exists():
+            return a.samefile(b)
+    except OSError:
+        pass
+    return a.resolve() == b.resolve()
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
@@ -177,6 +206,15 @@ def engine_main(
     model = Path(model)
     if not model.is_file():
         _fail(f"model not found: {model}")
+    if triton_dir:
+        from .triton import check_model_name
+
+        try:
+            check_model_name(triton_name)
+        except ValueError as exc:
+            _fail(f"--triton-name: {exc}")
+    if output and _same_file(output, model):
+        _fail(f"refusing to overwrite the model {model} with the engine: choose another -o")
     try:
         card = te.card_profile(profile_name, memory_gib, workspace_gib)
         plan = te.plan_for_onnx(model, card, tile)

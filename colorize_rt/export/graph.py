@@ -74,6 +74,44 @@ def decode_nodes(model_proto) -> list[str]:
     return [n.name for n in model_proto.graph.node if n.name.startswith(DECODE_PREFIX)]
 
 
+def load_onnx(path: str | Path, *, load_external_data: bool = True):
+    """``onnx.load`` for a user's file, with one-line errors.
+
+    Raises:
+        FileNotFoundError: ``path`` does not exist.
+        ValueError: ``"PATH is not an ONNX model"`` (a text file, a checkpoint, a truncated file).
+    """
+    import onnx
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"model not found: {path}")
+    try:
+        return onnx.load(str(path), load_external_data=load_external_data)
+    except Exception as exc:  # protobuf's DecodeError, or an OSError from external data
+        raise ValueError(f"{path} is not an ONNX model ({type(exc).__name__})") from None
+
+
+MODEL_INPUTS = ("L", "temperature")
+
+
+def check_interface(model_proto, path: str | Path) -> None:
+    """Refuse an ONNX model that is not a colorize-rt export: its inputs must be ``L`` and ``temperature``
+    (an older export may keep ``temperature`` as an initializer) and its output ``ab``.
+
+    Raises:
+        ValueError: one line naming ``path`` and the inputs it has.
+    """
+    inits = {i.name for i in model_proto.graph.initializer}
+    inputs = [i.name for i in model_proto.graph.input if i.name not in inits]
+    outputs = [o.name for o in model_proto.graph.output]
+    if "L" not in inputs or not set(inputs) <= set(MODEL_INPUTS) or "ab" not in outputs:
+        have = ", ".join(inputs) or "none"
+        raise ValueError(
+            f"{path} is not a colorize-rt export: its inputs are {have}, not L/temperature (outputs: {', '.join(outputs)})"
+        )
+
+
 def get_metadata(model_proto) -> dict[str, str]:
     return {p.key: p.value for p in model_proto.metadata_props}
 

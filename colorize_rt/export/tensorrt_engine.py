@@ -32,7 +32,7 @@ from ..core.constants import DEFAULT_T, NET_MULTIPLE
 from ..core.hashing import file_sha256
 from ..core.lazy import GPU_INSTALL, MissingDependency
 from ..runtime.engine_description import make_sidecar, sidecar_path
-from .graph import TEMPERATURE_INPUT, get_metadata, per_sample_temperature, temperature_as_input
+from .graph import TEMPERATURE_INPUT, get_metadata, load_onnx, per_sample_temperature, temperature_as_input
 from .probe import ensure_probe
 
 TRT_MISSING = f"TensorRT is not installed: install tensorrt on a machine with an NVIDIA GPU ({GPU_INSTALL})"
@@ -237,9 +237,7 @@ def plan_for_onnx(onnx_path: str | Path, card: CardProfile, tile: int = DEFAULT_
     Returns:
         The ``EnginePlan``.
     """
-    import onnx
-
-    bpp, weights = activation_stats(onnx.load(str(onnx_path)))
+    bpp, weights = activation_stats(load_onnx(onnx_path))
     return size_plan(card, bpp, weights, tile=tile)
 
 
@@ -300,9 +298,7 @@ def onnx_for_trt(onnx_path: str | Path, per_sample: bool = False) -> TrtSource:
     Returns:
         The ``TrtSource``.
     """
-    import onnx
-
-    m = onnx.load(str(onnx_path))
+    m = load_onnx(onnx_path)
     names = {i.name for i in m.graph.input} | {i.name for i in m.graph.initializer}
     shape = None
     default_t = float(get_metadata(m).get("default_temperature", DEFAULT_T))

@@ -31,6 +31,21 @@ INPUTS = ("L", "temperature")
 OUTPUTS = ("ab",)
 
 
+_MODEL_NAME = re.compile(r"[A-Za-z0-9_.-]+")
+
+
+def check_model_name(name: str) -> str:
+    """A Triton model name is one folder of the repository: letters, digits, ``-``, ``_`` and ``.``, not empty,
+    not ``.``/``..`` (no path separators, so the model cannot be written outside the repository).
+
+    Raises:
+        ValueError: one line naming the bad name.
+    """
+    if not _MODEL_NAME.fullmatch(name or "") or set(name) == {"."}:
+        raise ValueError(f"invalid Triton model name {name!r}: use letters, digits, '-', '_' and '.' (no path separators)")
+    return name
+
+
 def triton_config(
     name: str,
     platform: str,
@@ -183,6 +198,7 @@ def write_repository(
     if suffix not in PLATFORMS:
         raise ValueError(f"{model_file.name}: Triton export needs a .onnx, .plan or .engine file")
     platform, target = PLATFORMS[suffix]
+    check_model_name(name)
     kind = instance_kind or ("KIND_GPU" if platform == "tensorrt_plan" else "KIND_AUTO")  # AUTO: GPU if present
     text = triton_config(name, platform, max_batch_size=max_batch_size, instance_kind=kind)
     validate_config(text)

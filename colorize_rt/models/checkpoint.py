@@ -71,12 +71,21 @@ def model_from_checkpoint(path: str | Path, use_ema: bool = True):
         use_ema: load the EMA weights when the checkpoint has them.
 
     Returns:
-        ``(net, checkpoint dict)``.
+        ``(net, checkpoint dict)``; a one-line ``ValueError`` when the weights do not fit the recorded variant.
     """
     state = load_checkpoint(path)
     args = dict(state.get("variant_args", {}))
     if "pretrained" in args:
         args["pretrained"] = False  # the checkpoint carries the encoder weights
-    net = create_model(state["variant"], **args)
-    net.load_state_dict(state[weights_key(state, use_ema)])
+    variant = f"{state['variant']!r} {state.get('variant_args', {})}"
+    try:
+        net = create_model(state["variant"], **args)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ValueError(f"{path}: cannot build its variant {variant}: {exc}") from None
+    try:
+        net.load_state_dict(state[weights_key(state, use_ema)])
+    except (RuntimeError, TypeError, AttributeError) as exc:  # torch: "Error(s) in loading state_dict ... Missing key(s)"
+        lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
+        detail = (lines[1] if len(lines) > 1 else lines[0] if lines else type(exc).__name__)[:160]
+        raise ValueError(f"{path}: its weights do not fit its variant {variant} ({detail})") from None
     return net.eval(), state
