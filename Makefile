@@ -34,8 +34,8 @@ lint:
 
 CONFIG ?= configs/quicktrain.yaml
 RUN ?= $(RUNS)/$(basename $(notdir $(CONFIG)))
-train: setup
-	$(PY) -m colorize_rt.training.train --config $(CONFIG) --out $(RUN)
+train: setup  # continues $(RUN) when it already holds a run (colorize-train refuses to start over one)
+	$(PY) -m colorize_rt.training.train --config $(CONFIG) --out $(RUN) $$(test -f $(RUN)/last.pt && echo --resume)
 
 # Full benchmark (< 15 min on a 2-core CPU; results in benchmarks/results/<machine-tag>/). BENCH_ARGS=--quick: < 2 min.
 bench: setup

@@ -64,3 +64,29 @@ def test_soup_refuses_to_overwrite_an_input_or_soup_one_checkpoint(tmp_path, cap
     assert (tmp_path / "a.pt").read_bytes() == before
     assert soup.main([str(tmp_path / "s.pt"), str(tmp_path / "a.pt")]) == 2
     assert "at least two" in capsys.readouterr().err
+
+
+def test_soup_refuses_an_out_that_is_a_folder_or_under_a_file(tmp_path, capsys):
+    _ckpt(tmp_path / "a.pt", 1)
+    _ckpt(tmp_path / "b.pt", 2)
+    (tmp_path / "folder").mkdir()
+    (tmp_path / "afile").write_text("x")
+    for out, message in ((tmp_path / "folder", "is a folder"), (tmp_path / "afile" / "s.pt", "cannot write to folder")):
+        assert soup.main([str(out), str(tmp_path / "a.pt"), str(tmp_path / "b.pt")]) == 2
+        err = capsys.readouterr().err.strip()
+        assert err.startswith("colorize-soup: error:") and message in err and "\n" not in err
+    assert list((tmp_path / "folder").iterdir()) == [] and (tmp_path / "afile").read_text() == "x"
+
+
+def test_soup_of_huge_weights_does_not_overflow(tmp_path, capsys):
+    a = _ckpt(tmp_path / "a.pt", 1)
+    b = _ckpt(tmp_path / "b.pt", 2)
+    assert soup.main([str(tmp_path / "s.pt"), str(tmp_path / "a.pt"), str(tmp_path / "b.pt"), "--weights", "1e308", "1e308"]) == 0
+    state = load_checkpoint(tmp_path / "s.pt")
+    key = "model1.0.weight"
+    torch.testing.assert_close(state["model"][key], 0.5 * a[key] + 0.5 * b[key])
+    assert [r["weight"] for r in state["soup"]] == [0.5, 0.5]
+    argv = [str(tmp_path / "t.pt"), str(tmp_path / "a.pt"), str(tmp_path / "b.pt"), "--weights", "1e308", "1e-308"]
+    assert soup.main(argv) == 2  # the small one would count as exactly 0
+    assert "at least 1e-300 × the largest" in capsys.readouterr().err
+    assert not (tmp_path / "t.pt").exists()

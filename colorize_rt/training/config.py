@@ -65,8 +65,16 @@ class TrainConfig:
             from ..core.lazy import require
 
             yaml = require("yaml")
-            text = Path(path).read_text()
-            values = yaml.safe_load(text) or {}
+            if not Path(path).is_file():
+                raise ValueError(f"--config {path}: {'a folder, not a YAML file' if Path(path).is_dir() else 'no such file'}")
+            try:
+                values = yaml.safe_load(Path(path).read_text()) or {}
+            except yaml.YAMLError as exc:  # its own message spans several lines
+                mark = getattr(exc, "problem_mark", None)
+                where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+                raise ValueError(
+                    f"{path}: not valid YAML{where}: {getattr(exc, 'problem', None) or type(exc).__name__}"
+                ) from None
             if not isinstance(values, dict):
                 raise ValueError(f"{path}: expected a mapping of settings")
         for item in overrides or []:
@@ -141,7 +149,8 @@ _DEVICE = re.compile(r"auto|cpu|cuda(:\d+)?|mps")
 
 
 def check_config(cfg: TrainConfig) -> TrainConfig:
-    """Every number inside ``BOUNDS``, every choice inside ``CHOICES``, a device torch knows.
+    """Every number inside ``BOUNDS``, every choice inside ``CHOICES``, a device torch knows, ``model_args``
+    that ``model`` takes and within their bounds (``models.factory.check_model_args``).
 
     Args:
         cfg: the configuration.
@@ -150,7 +159,7 @@ def check_config(cfg: TrainConfig) -> TrainConfig:
         ``cfg``.
 
     Raises:
-        ValueError: one line naming the first key out of bounds.
+        ValueError: one line naming the first key out of bounds, or the model arg that ``model`` does not take.
     """
     for key, (lo, hi) in BOUNDS.items():
         value = getattr(cfg, key)
@@ -164,6 +173,9 @@ def check_config(cfg: TrainConfig) -> TrainConfig:
             raise ValueError(f"config key {key!r} must be one of {', '.join(allowed)}; got {getattr(cfg, key)!r}")
     if not _DEVICE.fullmatch(cfg.device):
         raise ValueError(f"config key 'device' must be auto, cpu, cuda, cuda:N or mps; got {cfg.device!r}")
+    from ..models.factory import check_model_args
+
+    check_model_args(cfg.model, cfg.model_args)  # also: an unknown model name
     return cfg
 
 

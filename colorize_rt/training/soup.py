@@ -19,6 +19,7 @@ from pathlib import Path
 
 import torch
 
+from ..core.atomic import check_writable
 from ..models.checkpoint import load_checkpoint, save_checkpoint, weights_key
 
 
@@ -45,7 +46,11 @@ def average_checkpoints(paths: list[str | Path], weights: list[float] | None = N
         raise ValueError(f"{len(weights)} weights for {len(paths)} checkpoints")
     if not all(w > 0 and math.isfinite(w) for w in weights):
         raise ValueError(f"weights must be positive and finite; got {weights}")
-    total = sum(weights)
+    top = max(weights)
+    scaled = [w / top for w in weights]  # the sum of huge weights (1e308 + 1e308) would overflow to inf
+    if min(scaled) < 1e-300:  # e.g. 1e308 and 1e-308: the small one would silently count as 0
+        raise ValueError(f"each weight must be at least 1e-300 × the largest; got {weights}")
+    weights, total = scaled, sum(scaled)
     first = load_checkpoint(paths[0])
     soup: dict[str, torch.Tensor] = {}
     record = []
@@ -78,7 +83,15 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     out = Path(args.out)
     if out.resolve() in {Path(p).resolve() for p in args.checkpoints}:
-        print("colorize-soup: error: OUT is one of the inputs; write the soup to a new file", file=sys.stderr)
+        print(f"colorize-soup: error: OUT ({out}) is one of the inputs; write the soup to a new file", file=sys.stderr)
+        return 2
+    if out.is_dir():
+        print(f"colorize-soup: error: OUT {out} is a folder; name the .pt file to write", file=sys.stderr)
+        return 2
+    try:
+        check_writable(out.parent)  # before loading anything
+    except OSError as exc:
+        print(f"colorize-soup: error: {exc.strerror}", file=sys.stderr)
         return 2
     try:
         state = average_checkpoints(args.checkpoints, args.weights)

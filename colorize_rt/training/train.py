@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import json
 import logging
 import math
 import os
@@ -27,7 +28,7 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from ..core.bins import bins_hash
-from ..core.constants import AB_NORM, DEFAULT_T, L_CENT, L_NORM
+from ..core.constants import AB_NORM, DEFAULT_T, L_CENT, L_NORM, NUM_BINS
 from ..core.cpu import cpu_model, native_bf16
 from ..core.files import list_images
 from ..core.prior import prior_from_ab_maps, rebalance_weights
@@ -46,23 +47,82 @@ log = logging.getLogger("colorize_rt.train")
 
 # ----------------------------------------------------------------------------- helpers
 def compute_prior(files: list[Path], short_side: int = 64) -> np.ndarray:
-    """Empirical prior of images at shorter side 64 (area): every pixel to its nearest bin."""
-    maps = (lab[..., 1:] for _, lab in iter_lab_images(files, short_side))
-    return prior_from_ab_maps(tqdm(maps, total=len(files), desc="prior", leave=False))
+    """Empirical prior of images at shorter side 64 (area): every pixel to its nearest bin.
+
+    Unreadable files are left out (a warning says how many); a one-line ``ValueError`` when none can be read."""
+    read = 0
+
+    def ab_maps():
+        nonlocal read
+        for _, lab in iter_lab_images(files, short_side):
+            read += 1
+            yield lab[..., 1:]
+
+    try:
+        prior = prior_from_ab_maps(tqdm(ab_maps(), total=len(files), desc="prior", leave=False))
+    except ValueError:
+        if read:
+            raise
+        raise ValueError(f"no prior: all {len(files)} image files are unreadable") from None
+    if read < len(files):
+        log.warning("warning: %d of %d image files are unreadable; the prior leaves them out", len(files) - read, len(files))
+    return prior
 
 
-def load_or_compute_prior(cfg: TrainConfig, run_dir: Path) -> np.ndarray:
+MIN_PRIOR_BINS = 10  # a prior of real colour photos fills well over 100 of the 313 bins
+
+
+def prior_warning(prior: np.ndarray) -> str | None:
+    """Why ``prior`` is too narrow to rebalance colours with (grayscale or near-monochrome images), or None."""
+    filled = int((np.asarray(prior) > 0).sum())
+    if filled >= MIN_PRIOR_BINS:
+        return None
+    return f"the prior fills only {filled} of the {NUM_BINS} colour bins (grayscale or one-colour images?): not a colour prior"
+
+
+def _prior_key(cfg: TrainConfig, files: list[Path]) -> dict:
+    return {"train_dir": str(Path(cfg.train_dir).resolve()), "limit_images": cfg.limit_images, "files": len(files)}
+
+
+def load_or_compute_prior(cfg: TrainConfig, run_dir: Path, resume: bool = False) -> np.ndarray:
+    """``cfg.prior``, else the run's cached ``prior.npy`` when ``prior.json`` says it was computed from the same
+    images (``train_dir``, ``limit_images``, number of files), else computed on ``train_dir`` and cached.
+    A ``prior.npy`` without ``prior.json`` (runs from before it) is kept on ``--resume``."""
     if cfg.prior:
-        return np.load(cfg.prior)
-    cache = run_dir / "prior.npy"
-    if cache.exists():
-        return np.load(cache)
-    prior = compute_prior(list_images(cfg.train_dir, cfg.limit_images or None))
-    if _is_main():
-        from ..core.atomic import atomic_path
+        return _load_prior_file(cfg.prior)
+    from ..core.atomic import atomic_path, atomic_write_text
 
+    cache, sidecar = run_dir / "prior.npy", run_dir / "prior.json"
+    files = list_images(cfg.train_dir, cfg.limit_images or None)
+    key = _prior_key(cfg, files)
+    if cache.exists():
+        try:
+            stored = json.loads(sidecar.read_text())
+        except (OSError, ValueError):
+            stored = None
+        if stored == key or (stored is None and resume and not sidecar.exists()):
+            return np.load(cache)
+        log.info("%s was computed from other images (%s); recomputing it for %s", cache, stored or "no prior.json", key)
+    prior = compute_prior(files)
+    if _is_main():
+        sidecar.unlink(missing_ok=True)  # a prior.npy written below never pairs with an older key
         with atomic_path(cache) as tmp, open(tmp, "wb") as fh:
             np.save(fh, prior)
+        atomic_write_text(sidecar, json.dumps(key, indent=1) + "\n")
+    return prior
+
+
+def _load_prior_file(path: str) -> np.ndarray:
+    if not Path(path).is_file():
+        raise ValueError(f"prior={path}: {'a folder' if Path(path).is_dir() else 'no such file'}; pass a .npy file")
+    try:
+        prior = np.load(path, allow_pickle=False)
+    except (OSError, ValueError) as exc:
+        raise ValueError(f"prior={path}: not a .npy file ({type(exc).__name__})") from None
+    if prior.shape != (NUM_BINS,) or not np.isfinite(prior).all() or (prior < 0).any() or prior.sum() <= 0:
+        raise ValueError(
+            f"prior={path}: expected {NUM_BINS} non-negative values (colorize-prior writes one); got shape {prior.shape}"
+        )
     return prior
 
 
@@ -337,7 +397,69 @@ def _build_net(cfg: TrainConfig, device: torch.device) -> torch.nn.Module:
     return net
 
 
-def setup(cfg: TrainConfig, run_dir: Path) -> Run:
+def _checkpoint_step(path: Path) -> object:
+    try:
+        return load_checkpoint(path).get("step")
+    except ValueError:  # unreadable: still a run the user may want
+        return "?"
+
+
+def check_resume(cfg: TrainConfig, state: dict, path: Path) -> None:
+    """Refuse to resume ``path`` with another model or other model args than it was trained with.
+
+    Raises:
+        ValueError: one line saying what differs.
+    """
+    ours = model_info(cfg.model) | {k: v for k, v in cfg.model_args.items() if v is not None}
+    theirs = state.get("variant_args", ours)  # older checkpoints: the variant name only
+    if state["variant"] != cfg.model:
+        diffs = [f"model {state['variant']} (config: {cfg.model})"]
+    else:  # pretrained only chooses the initial weights
+        keys = sorted((set(ours) | set(theirs)) - {"pretrained"})
+        diffs = [f"model_args {k}={theirs.get(k)!r} (config: {ours.get(k)!r})" for k in keys if ours.get(k) != theirs.get(k)]
+    if diffs:
+        raise ValueError(
+            f"--resume: {path} was trained with {'; '.join(diffs)}: resume with the run's settings, or choose another --out"
+        )
+
+
+def check_device(device: str) -> None:
+    """Refuse a ``device`` this machine does not have (torch's own error is an AssertionError traceback)."""
+    if device.startswith("cuda"):
+        n = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        index = int(device.partition(":")[2] or 0)
+        if index >= n:
+            why = "torch was built without CUDA" if torch.version.cuda is None else f"torch sees {n} CUDA GPU(s)"
+            raise ValueError(f"device={device}: {why}; use device=auto or device=cpu")
+    elif device == "mps" and not torch.backends.mps.is_available():
+        raise ValueError("device=mps: this machine has no MPS (Apple GPU); use device=auto or device=cpu")
+
+
+def check_run(cfg: TrainConfig, run_dir: Path, resume: bool) -> None:
+    """Before any work: refuse a run folder that is a file, a new run over an old one (its ``last.pt`` would be
+    overwritten), ``--resume`` without a run or with another model, a missing prior file, a missing device.
+
+    Raises:
+        ValueError: one line naming the fix.
+    """
+    last = run_dir / "last.pt"
+    if run_dir.exists() and not run_dir.is_dir():
+        raise ValueError(f"--out {run_dir} is a file; the run needs a folder: choose another --out")
+    if resume and not last.is_file():
+        raise ValueError(f"--resume: {run_dir} holds no run to continue (no last.pt): drop --resume to start one")
+    if not resume and last.exists():
+        raise ValueError(
+            f"{run_dir} already holds a run (last.pt at step {_checkpoint_step(last)}): "
+            "pass --resume to continue it, or choose another --out"
+        )
+    if resume:
+        check_resume(cfg, load_checkpoint(last), last)
+    if cfg.prior:
+        _load_prior_file(cfg.prior)
+    check_device(cfg.device)
+
+
+def setup(cfg: TrainConfig, run_dir: Path, resume: bool = False) -> Run:
     world = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
     if world > 1 and not dist.is_initialized():
@@ -358,7 +480,9 @@ def setup(cfg: TrainConfig, run_dir: Path) -> Run:
     if len(train_set) < cfg.batch_size:
         raise ValueError(f"batch_size {cfg.batch_size} is larger than the dataset ({len(train_set)} images)")
     val_files = list_images(cfg.val_dir, cfg.eval_images) if cfg.val_dir and Path(cfg.val_dir).is_dir() else []
-    prior = load_or_compute_prior(cfg, run_dir)
+    prior = load_or_compute_prior(cfg, run_dir, resume)
+    if warning := prior_warning(prior):
+        log.warning("warning: %s", warning)
 
     net = _build_net(cfg, device)
     amp_dtype, why = choose_amp(cfg, device)
@@ -519,9 +643,10 @@ def epoch_loader(run: Run) -> DataLoader:
 
 # ----------------------------------------------------------------------------- main
 def train(cfg: TrainConfig, run_dir: Path, resume: bool = False, progress: bool = True) -> dict:
-    run = setup(cfg, run_dir)
+    check_run(cfg, run_dir, resume)
+    run = setup(cfg, run_dir, resume)
     ckpt_path = run_dir / "last.pt"
-    if resume and ckpt_path.exists():
+    if resume:
         resume_from(run, ckpt_path)
     t_start, cpu_start = time.time(), cpu_seconds()
     bar = tqdm(total=cfg.max_steps, initial=run.step, disable=not (progress and _is_main()), desc="train", dynamic_ncols=True)
@@ -563,16 +688,24 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", required=True, help="run folder (checkpoints, prior, TensorBoard logs)")
     ap.add_argument("--resume", action="store_true", help="continue exactly from OUT/last.pt")
     ap.add_argument("overrides", nargs="*", help="key=value settings that override the config")
-    args = ap.parse_args(argv)
+    args = ap.parse_intermixed_args(argv)  # key=value settings before and after --out/--resume
     logging.basicConfig(level=logging.INFO, format="%(message)s")
+    run_dir = Path(args.out).expanduser()
     try:
         cfg = TrainConfig.load(args.config, args.overrides)
-        result = train(cfg, Path(args.out).expanduser(), resume=args.resume)
+        result = train(cfg, run_dir, resume=args.resume)
     except (ValueError, FileNotFoundError) as exc:
         print(f"colorize-train: error: {exc}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("colorize-train: interrupted; resume with --resume", file=sys.stderr)
+    except KeyboardInterrupt:  # outside the loop (data, prior, model) or a second Ctrl-C: no save on the way out
+        if (run_dir / "last.pt").is_file():
+            step = _checkpoint_step(run_dir / "last.pt")
+            print(f"colorize-train: interrupted; resume from {args.out}/last.pt (step {step}) with --resume", file=sys.stderr)
+        else:
+            print(
+                "colorize-train: interrupted before the first checkpoint; nothing to resume: run the command again",
+                file=sys.stderr,
+            )
         return 130
     if result["stop"] in ("SIGINT", "SIGTERM"):
         if _is_main():
