@@ -30,7 +30,7 @@ import numpy as np
 
 from ..core import paths
 from ..core.atomic import atomic_path
-from ..core.files import list_images
+from ..core.files import list_images, same_file
 from ..core.hashing import file_sha256
 from ..eval.gate import GateResult, accuracy_gate, require_colour_images
 from ..eval.scoring import EVAL_SHORT_SIDE
@@ -310,7 +310,7 @@ def calibrate(
     fp32_path, out_path = Path(fp32_path), Path(out_path)
     if not fp32_path.is_file():
         raise FileNotFoundError(f"model not found: {fp32_path}")
-    if out_path.resolve() == fp32_path.resolve() or (out_path.exists() and out_path.samefile(fp32_path)):
+    if same_file(out_path, fp32_path):
         raise ValueError(f"refusing to overwrite the fp32 model {fp32_path} with the INT8 model: choose another -o")
     source = load_onnx(fp32_path, load_external_data=False)
     check_interface(source, fp32_path)

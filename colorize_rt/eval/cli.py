@@ -15,7 +15,7 @@ import numpy as np
 
 from ..core.atomic import atomic_write_text, check_writable
 from ..core.constants import DEFAULT_T
-from ..core.files import list_images
+from ..core.files import list_images, same_file
 from ..core.metrics import check_prior
 from ..runtime.limits import TEMPERATURE
 from .bootstrap import MAX_RESAMPLES
@@ -106,7 +106,7 @@ class _UsageError(click.ClickException):
 def _check_json_out(json_out: Path, inputs: list[Path]) -> None:
     """Before any work: --json must not name an input, and its folder must be writable."""
     for path in inputs:
-        if json_out.resolve() == Path(path).resolve() or (json_out.exists() and json_out.samefile(path)):
+        if same_file(json_out, path):
             raise _UsageError(f"--json {json_out} would overwrite the input {path}: choose another file")
     try:
         check_writable(json_out.parent)

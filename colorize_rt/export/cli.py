@@ -13,6 +13,7 @@ from pathlib import Path
 import click
 
 from ..core.constants import DEFAULT_T
+from ..core.files import same_file
 from ..core.lazy import MissingDependency
 from ..runtime.limits import TEMPERATURE, TILE
 from .tensorrt_engine import CARD_PROFILES
@@ -76,7 +77,7 @@ def export_main(
 ):
     """Export CHECKPOINT to ONNX (input L [N,1,H,W] + temperature, output ab [N,2,H,W])."""
     out = Path(output)
-    if _same_file(out, checkpoint):
+    if same_file(out, checkpoint):
         _fail(f"refusing to overwrite the checkpoint {checkpoint} with the ONNX model: choose another -o")
     if triton_dir:
         from .triton import check_model_name
@@ -134,17 +135,6 @@ def export_main(
             click.echo(f"wrote Triton model repository {d} (config.pbtxt validated)")
     except (OSError, ValueError, MissingDependency) as exc:
         _fail(str(exc))
-
-
-def _same_file(a: str | Path, b: str | Path) -> bool:
-    """Whether two paths name the same file (resolved; an existing file also by inode, so links count)."""
-    a, b = Path(a), Path(b)
-    try:
-        if a.exists() and b.exists():
-            return a.samefile(b)
-    except OSError:
-        pass
-    return a.resolve() == b.resolve()
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
@@ -213,7 +203,7 @@ def engine_main(
             check_model_name(triton_name)
         except ValueError as exc:
             _fail(f"--triton-name: {exc}")
-    if output and _same_file(output, model):
+    if output and same_file(output, model):
         _fail(f"refusing to overwrite the model {model} with the engine: choose another -o")
     try:
         card = te.card_profile(profile_name, memory_gib, workspace_gib)

@@ -20,6 +20,7 @@ from pathlib import Path
 import torch
 
 from ..core.atomic import check_writable
+from ..core.files import same_file
 from ..models.checkpoint import load_checkpoint, save_checkpoint, weights_key
 
 
@@ -82,7 +83,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--weights", nargs="+", type=float, help="one positive weight per checkpoint (default: equal)")
     args = ap.parse_args(argv)
     out = Path(args.out)
-    if out.resolve() in {Path(p).resolve() for p in args.checkpoints}:
+    if any(same_file(out, p) for p in args.checkpoints):
         print(f"colorize-soup: error: OUT ({out}) is one of the inputs; write the soup to a new file", file=sys.stderr)
         return 2
     if out.is_dir():
