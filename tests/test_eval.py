@@ -106,3 +106,8 @@ def test_colorize_eval_errors_are_one_line(tmp_path, capsys, photo_dir):
     for bad_args in (["--limit", "-1"], ["--temperature", "0"], ["--temperature", "nan"], ["--prior", str(short)]):
         assert eval_main(["--data", str(photo_dir), *bad_args]) == 2
         assert "Invalid value for" in capsys.readouterr().err
+    text = tmp_path / "prior.npy"
+    text.write_text("0.1 0.2\n")
+    assert eval_main(["--data", str(photo_dir), "--prior", str(text)]) == 2
+    err = capsys.readouterr().err
+    assert "not a .npy array (colorize-prior writes one)" in err and "allow_pickle" not in err

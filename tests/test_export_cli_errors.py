@@ -126,3 +126,9 @@ def test_val_with_fp32_is_noted(checkpoint, tmp_path):
     assert res.exit_code == 0, res.output
     assert res.stderr.strip() == "note: --val checks fp16 exports only; ignored with --precision fp32"
     assert out.is_file()
+
+
+def test_memory_gib_with_a_named_profile_is_noted(tiny_onnx):
+    res = CliRunner().invoke(engine_main, [str(tiny_onnx), "--profile", "rtx3060-6gb", "--memory-gib", "24", "--dry-run"])
+    assert res.exit_code == 0, res.output
+    assert "note: --memory-gib is for --profile custom; rtx3060-6gb sets its own memory" in res.output

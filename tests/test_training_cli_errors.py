@@ -150,3 +150,11 @@ def test_ctrl_c_before_the_first_checkpoint_does_not_promise_a_resume(tmp_path, 
     err = capsys.readouterr().err.strip()
     assert err == "colorize-train: interrupted before the first checkpoint; nothing to resume: run the command again"
     assert not (tmp_path / "run" / "last.pt").exists()
+
+
+@needs(TRAIN_DIR)
+def test_a_missing_val_dir_is_warned_about(tmp_path, caplog):
+    """Before: a mistyped val_dir trained without validation and wrote no best.pt, without a word."""
+    with caplog.at_level(logging.WARNING, logger="colorize_rt.train"):
+        assert _main(tmp_path / "run", "val_dir=/no/such/val", "limit_images=8", "max_steps=1") == 0
+    assert "val_dir /no/such/val not found: no validation, so no best.pt" in caplog.text

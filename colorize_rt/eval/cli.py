@@ -116,8 +116,12 @@ def _check_json_out(json_out: Path, inputs: list[Path]) -> None:
 
 def _load_prior(path: Path) -> np.ndarray:
     try:
-        return check_prior(np.load(path, allow_pickle=False))
-    except (OSError, ValueError) as exc:
+        prior = np.load(path, allow_pickle=False)
+    except (OSError, ValueError):  # numpy's own text suggests allow_pickle=True, unsafe for a file from elsewhere
+        raise click.BadParameter(f"{path}: not a .npy array (colorize-prior writes one)", param_hint="--prior") from None
+    try:
+        return check_prior(prior)
+    except ValueError as exc:
         raise click.BadParameter(f"{path}: {exc}", param_hint="--prior") from None
 
 

@@ -206,6 +206,8 @@ def engine_main(
     if output and same_file(output, model):
         _fail(f"refusing to overwrite the model {model} with the engine: choose another -o")
     try:
+        if memory_gib is not None and profile_name != "custom":
+            click.echo(f"note: --memory-gib is for --profile custom; {profile_name} sets its own memory", err=True)
         card = te.card_profile(profile_name, memory_gib, workspace_gib)
         plan = te.plan_for_onnx(model, card, tile)
     except ValueError as exc:

@@ -480,6 +480,9 @@ def setup(cfg: TrainConfig, run_dir: Path, resume: bool = False) -> Run:
     if len(train_set) < cfg.batch_size:
         raise ValueError(f"batch_size {cfg.batch_size} is larger than the dataset ({len(train_set)} images)")
     val_files = list_images(cfg.val_dir, cfg.eval_images) if cfg.val_dir and Path(cfg.val_dir).is_dir() else []
+    if cfg.val_dir and not val_files:  # a typo here would otherwise train without validation and no best.pt
+        why = "has no images" if Path(cfg.val_dir).is_dir() else "not found"
+        log.warning("warning: val_dir %s %s: no validation, so no best.pt (set val_dir='' to silence this)", cfg.val_dir, why)
     prior = load_or_compute_prior(cfg, run_dir, resume)
     if warning := prior_warning(prior):
         log.warning("warning: %s", warning)
