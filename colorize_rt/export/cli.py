@@ -80,12 +80,7 @@ def export_main(
     if same_file(out, checkpoint):
         _fail(f"refusing to overwrite the checkpoint {checkpoint} with the ONNX model: choose another -o")
     if triton_dir:
-        from .triton import check_model_name
-
-        try:
-            check_model_name(triton_name)
-        except ValueError as exc:
-            _fail(f"--triton-name: {exc}")
+        _check_triton_name(triton_name)
     if val_dir and precision == "fp32":
         click.echo("note: --val checks fp16 exports only; ignored with --precision fp32", err=True)
     try:
@@ -135,6 +130,16 @@ def export_main(
             click.echo(f"wrote Triton model repository {d} (config.pbtxt validated)")
     except (OSError, ValueError, MissingDependency) as exc:
         _fail(str(exc))
+
+
+def _check_triton_name(name: str) -> None:
+    """``--triton-name`` before any work (a name with path separators would write outside ``--triton``)."""
+    from .triton import check_model_name
+
+    try:
+        check_model_name(name)
+    except ValueError as exc:
+        _fail(f"--triton-name: {exc}")
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
@@ -197,12 +202,7 @@ def engine_main(
     if not model.is_file():
         _fail(f"model not found: {model}")
     if triton_dir:
-        from .triton import check_model_name
-
-        try:
-            check_model_name(triton_name)
-        except ValueError as exc:
-            _fail(f"--triton-name: {exc}")
+        _check_triton_name(triton_name)
     if output and same_file(output, model):
         _fail(f"refusing to overwrite the model {model} with the engine: choose another -o")
     try:

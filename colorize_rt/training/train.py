@@ -435,9 +435,12 @@ def check_device(device: str) -> None:
         raise ValueError("device=mps: this machine has no MPS (Apple GPU); use device=auto or device=cpu")
 
 
-def check_run(cfg: TrainConfig, run_dir: Path, resume: bool) -> None:
+def check_run(cfg: TrainConfig, run_dir: Path, resume: bool) -> dict | None:
     """Before any work: refuse a run folder that is a file, a new run over an old one (its ``last.pt`` would be
     overwritten), ``--resume`` without a run or with another model, a missing prior file, a missing device.
+
+    Returns:
+        With ``resume``, the loaded ``last.pt`` (for ``resume_from``; read once); else None.
 
     Raises:
         ValueError: one line naming the fix.
@@ -452,11 +455,13 @@ def check_run(cfg: TrainConfig, run_dir: Path, resume: bool) -> None:
             f"{run_dir} already holds a run (last.pt at step {_checkpoint_step(last)}): "
             "pass --resume to continue it, or choose another --out"
         )
-    if resume:
-        check_resume(cfg, load_checkpoint(last), last)
+    state = load_checkpoint(last) if resume else None
+    if state is not None:
+        check_resume(cfg, state, last)
     if cfg.prior:
         _load_prior_file(cfg.prior)
     check_device(cfg.device)
+    return state
 
 
 def setup(cfg: TrainConfig, run_dir: Path, resume: bool = False) -> Run:
@@ -516,9 +521,10 @@ def _tensorboard(run_dir: Path):
     return SummaryWriter(str(run_dir / "tb"))
 
 
-def resume_from(run: Run, path: Path) -> None:
-    """Continue exactly where ``path`` (a ``last.pt``) stopped: weights, optimiser, EMA, scaler, step, RNGs."""
-    state = load_checkpoint(path)
+def resume_from(run: Run, path: Path, state: dict | None = None) -> None:
+    """Continue exactly where ``path`` (a ``last.pt``) stopped: weights, optimiser, EMA, scaler, step, RNGs.
+    ``state``: ``path`` already loaded (``check_run``), so it is not read again."""
+    state = load_checkpoint(path) if state is None else state
     run.net.load_state_dict(state["model"])
     run.opt.load_state_dict(state["optimizer"])
     if run.ema is not None and state.get("ema") is not None:
@@ -646,11 +652,11 @@ def epoch_loader(run: Run) -> DataLoader:
 
 # ----------------------------------------------------------------------------- main
 def train(cfg: TrainConfig, run_dir: Path, resume: bool = False, progress: bool = True) -> dict:
-    check_run(cfg, run_dir, resume)
+    stored = check_run(cfg, run_dir, resume)
     run = setup(cfg, run_dir, resume)
     ckpt_path = run_dir / "last.pt"
-    if resume:
-        resume_from(run, ckpt_path)
+    if stored is not None:
+        resume_from(run, ckpt_path, stored)
     t_start, cpu_start = time.time(), cpu_seconds()
     bar = tqdm(total=cfg.max_steps, initial=run.step, disable=not (progress and _is_main()), desc="train", dynamic_ncols=True)
     seen, t_log, stop = 0, time.time(), None
