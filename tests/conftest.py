@@ -8,6 +8,7 @@ SHARED = Path(os.environ.get("COLORIZE_SHARED", ROOT.parent / "shared"))
 REFERENCE = SHARED / "reference"
 TRAIN_DIR = SHARED / "data" / "colorize-train" / "train"
 VAL_DIR = SHARED / "data" / "colorize-train" / "val"
+IMAGENET_PRIOR = REFERENCE / "prior_probs_imagenet_candidate.npy"  # the paper's evaluation weights
 
 
 def needs(path: Path):

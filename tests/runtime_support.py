@@ -100,3 +100,29 @@ def run_cli(*args: str, timeout: float = 300, env: dict | None = None, cwd: Path
         cwd=cwd or ROOT,
         env=env,
     )
+
+
+def identity_onnx(path: Path) -> Path:
+    """A valid ONNX model that is not a colorize-rt export (input ``x``, output ``y``, no ``L``/``temperature``)."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    graph = helper.make_graph(
+        [helper.make_node("Identity", ["x"], ["y"])],
+        "ident",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1])],
+    )
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), path)
+    return path
+
+
+def one_line_error(res, code: int = 2) -> str:
+    """A click ``CliRunner`` result that exited with ``code``, with no traceback and exactly one line on
+    stderr; returns that line."""
+    assert res.exit_code == code, res.output
+    assert res.exception is None or isinstance(res.exception, SystemExit), repr(res.exception)
+    assert "Traceback" not in res.output
+    lines = res.stderr.strip().splitlines()
+    assert len(lines) == 1, res.stderr
+    return lines[0]

@@ -7,28 +7,18 @@ import shutil
 from pathlib import Path
 
 import cv2
-import onnx
 import pytest
 import torch
 from click.testing import CliRunner
-from onnx import TensorProto, helper
 
 from colorize_rt.calibration import quantize
 from colorize_rt.calibration.cli import main as calibrate_main
 from colorize_rt.models import create_model
 from colorize_rt.models.checkpoint import save_checkpoint
 from tests.conftest import VAL_DIR, needs
+from tests.runtime_support import identity_onnx, one_line_error
 
 pytestmark = needs(VAL_DIR)
-
-
-def _one_line_error(res, code: int = 2) -> str:
-    assert res.exit_code == code, res.output
-    assert res.exception is None or isinstance(res.exception, SystemExit), repr(res.exception)
-    assert "Traceback" not in res.output
-    lines = res.stderr.strip().splitlines()
-    assert len(lines) == 1, res.stderr
-    return lines[0]
 
 
 @pytest.fixture(scope="module")
@@ -58,21 +48,14 @@ def test_not_an_onnx_file(photos, tmp_path):
     torch.manual_seed(0)
     save_checkpoint(ck, {"model": create_model("mobile", width=0.125).state_dict(), "variant": "mobile"})
     for path in (text, ck):
-        line = _one_line_error(_run(path, tmp_path / "o.onnx", photos[0]))
+        line = one_line_error(_run(path, tmp_path / "o.onnx", photos[0]))
         assert line == f"error: {path} is not an ONNX model (DecodeError)"
     assert not (tmp_path / "o.onnx").exists()
 
 
 def test_onnx_that_is_not_a_colorize_rt_export(photos, tmp_path):
-    g = helper.make_graph(
-        [helper.make_node("Identity", ["x"], ["y"])],
-        "g",
-        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1])],
-        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1])],
-    )
-    ident = tmp_path / "ident.onnx"
-    onnx.save(helper.make_model(g), ident)
-    line = _one_line_error(_run(ident, tmp_path / "o.onnx", photos[0]))
+    ident = identity_onnx(tmp_path / "ident.onnx")
+    line = one_line_error(_run(ident, tmp_path / "o.onnx", photos[0]))
     assert line.startswith(f"error: {ident} is not a colorize-rt export: its inputs are x, not L/temperature")
 
 
@@ -81,7 +64,7 @@ def test_output_equal_to_model_is_refused(tiny_onnx, photos, tmp_path):
     shutil.copy(tiny_onnx, model)
     before = model.read_bytes()
     for out in (model, tmp_path / "." / "model.onnx"):
-        line = _one_line_error(_run(model, out, photos[0], "--eval", photos[0], "--cache-dir", tmp_path / "c"))
+        line = one_line_error(_run(model, out, photos[0], "--eval", photos[0], "--cache-dir", tmp_path / "c"))
         assert "refusing to overwrite the fp32 model" in line
     assert model.read_bytes() == before
     assert not (tmp_path / "c").exists()  # refused before calibrating
@@ -90,7 +73,7 @@ def test_output_equal_to_model_is_refused(tiny_onnx, photos, tmp_path):
 def test_eval_folder_without_colour_images(tiny_onnx, photos, tmp_path):
     colour, gray = photos
     res = _run(tiny_onnx, tmp_path / "o.onnx", colour, "--eval", gray, "--cache-dir", tmp_path / "c")
-    line = _one_line_error(res)
+    line = one_line_error(res)
     assert line == f"error: --eval {gray} has no colour images to score (3 nearly colourless, 0 unreadable)"
     assert "percentile" not in res.output and "nan" not in res.output
     assert not (tmp_path / "o.onnx").exists() and not (tmp_path / "c").exists()  # checked before calibrating
@@ -113,6 +96,6 @@ def test_ctrl_c_exits_130_with_one_line(tiny_onnx, photos, tmp_path, monkeypatch
 
     monkeypatch.setattr(quantize, "quantize_int8", interrupted)
     out = tmp_path / "o.onnx"
-    line = _one_line_error(_run(tiny_onnx, out, photos[0], "--eval", photos[0]), code=130)
+    line = one_line_error(_run(tiny_onnx, out, photos[0], "--eval", photos[0]), code=130)
     assert line == "error: interrupted; nothing written"
     assert not out.exists()

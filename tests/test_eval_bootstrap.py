@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -14,10 +13,9 @@ from colorize_rt.core.metrics import AucAccumulator, inverse_prior_weights, psnr
 from colorize_rt.eval.bootstrap import MAX_RESAMPLES, RESAMPLED, ImageCounts, bootstrap_intervals, resampled_scores
 from colorize_rt.eval.cli import main as eval_main
 from colorize_rt.eval.scoring import MIN_CHROMA, evaluate, iter_lab_images
+from tests.conftest import IMAGENET_PRIOR, VAL_DIR
 
-ROOT = Path(__file__).resolve().parents[1]
-VAL = ROOT.parent / "shared" / "data" / "colorize-train" / "val"
-PRIOR = ROOT.parent / "shared" / "reference" / "prior_probs_imagenet_candidate.npy"
+VAL, PRIOR = VAL_DIR, IMAGENET_PRIOR
 pytestmark = pytest.mark.skipif(not (VAL.is_dir() and PRIOR.is_file()), reason="needs ../shared (val photos, prior)")
 
 

@@ -7,12 +7,11 @@ import shutil
 from pathlib import Path
 
 import cv2
-import onnx
 import pytest
-from onnx import TensorProto, helper
 
 from colorize_rt.eval.cli import main as eval_main
 from tests.conftest import VAL_DIR, needs
+from tests.runtime_support import identity_onnx
 
 pytestmark = needs(VAL_DIR)
 
@@ -87,14 +86,7 @@ def test_some_unreadable_files_give_one_warning(folders, capsys):
 
 
 def test_onnx_that_is_not_a_colorize_rt_export(folders, tmp_path, capsys):
-    g = helper.make_graph(
-        [helper.make_node("Identity", ["x"], ["y"])],
-        "g",
-        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1])],
-        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1])],
-    )
-    ident = tmp_path / "ident.onnx"
-    onnx.save(helper.make_model(g), ident)
+    ident = identity_onnx(tmp_path / "ident.onnx")
     assert eval_main(["--model", str(ident), "--data", str(folders["colour"])]) != 0
     line = _one_line_error(capsys)
     assert str(ident) in line and "its inputs are x, not L/temperature" in line

@@ -13,10 +13,9 @@ from colorize_rt.core.files import list_images
 from colorize_rt.eval.cli import main as eval_main
 from colorize_rt.eval.groups import MAX_GROUPS, NO_PREFIX, GroupBy, check_groups, group_function
 from colorize_rt.eval.scoring import evaluate, iter_lab_images
+from tests.conftest import IMAGENET_PRIOR, VAL_DIR
 
-ROOT = Path(__file__).resolve().parents[1]
-VAL = ROOT.parent / "shared" / "data" / "colorize-train" / "val"
-PRIOR = ROOT.parent / "shared" / "reference" / "prior_probs_imagenet_candidate.npy"
+VAL, PRIOR = VAL_DIR, IMAGENET_PRIOR
 pytestmark = pytest.mark.skipif(not (VAL.is_dir() and PRIOR.is_file()), reason="needs ../shared (val photos, prior)")
 
 

@@ -14,16 +14,7 @@ from colorize_rt.export.cli import engine_main, export_main
 from colorize_rt.models import create_model
 from colorize_rt.models.checkpoint import save_checkpoint
 from tests.conftest import VAL_DIR, needs
-
-
-def _one_line_error(res, code: int = 2) -> str:
-    """The run exited with ``code``, with no traceback and exactly one line on stderr; returns that line."""
-    assert res.exit_code == code, res.output
-    assert res.exception is None or isinstance(res.exception, SystemExit), repr(res.exception)
-    assert "Traceback" not in res.output
-    lines = res.stderr.strip().splitlines()
-    assert len(lines) == 1, res.stderr
-    return lines[0]
+from tests.runtime_support import one_line_error
 
 
 @pytest.fixture(scope="module")
@@ -50,7 +41,7 @@ def test_output_equal_to_checkpoint_is_refused(checkpoint, tmp_path, spelling):
     shutil.copy(checkpoint, ck)
     before = ck.read_bytes()
     out = str(ck) if spelling == "same" else str(tmp_path / "." / "model.pt")
-    line = _one_line_error(CliRunner().invoke(export_main, [str(ck), "-o", out]))
+    line = one_line_error(CliRunner().invoke(export_main, [str(ck), "-o", out]))
     assert "refusing to overwrite the checkpoint" in line
     assert ck.read_bytes() == before
 
@@ -69,7 +60,7 @@ def _bad_checkpoint(checkpoint: Path, path: Path, how: str) -> Path:
 def test_weights_that_do_not_fit_the_variant_are_one_line(checkpoint, tmp_path, how, detail):
     ck = _bad_checkpoint(checkpoint, tmp_path / "bad.pt", how)
     out = tmp_path / "m.onnx"
-    line = _one_line_error(CliRunner().invoke(export_main, [str(ck), "-o", str(out)]))
+    line = one_line_error(CliRunner().invoke(export_main, [str(ck), "-o", str(out)]))
     assert "weights do not fit its variant 'mobile'" in line and detail in line
     assert not out.exists()
 
@@ -78,13 +69,13 @@ def test_engine_dry_run_on_a_file_that_is_not_onnx(checkpoint, tmp_path):
     text = tmp_path / "notes.onnx"
     text.write_text("hello\n")
     for path in (text, checkpoint):
-        line = _one_line_error(CliRunner().invoke(engine_main, [str(path), "--dry-run"]))
+        line = one_line_error(CliRunner().invoke(engine_main, [str(path), "--dry-run"]))
         assert line == f"error: {path} is not an ONNX model (DecodeError)"
 
 
 def test_engine_output_equal_to_model_is_refused(tiny_onnx):
     before = tiny_onnx.read_bytes()
-    line = _one_line_error(CliRunner().invoke(engine_main, [str(tiny_onnx), "-o", str(tiny_onnx)]))
+    line = one_line_error(CliRunner().invoke(engine_main, [str(tiny_onnx), "-o", str(tiny_onnx)]))
     assert "refusing to overwrite the model" in line
     assert tiny_onnx.read_bytes() == before
 
@@ -96,7 +87,7 @@ def test_fp16_val_without_colour_images(checkpoint, gray_dir, tmp_path):
     out = tmp_path / "m.fp16.onnx"
     for folder, counts in ((gray_dir, "(3 nearly colourless, 0 unreadable)"), (empty, "(0 nearly colourless, 0 unreadable)")):
         res = CliRunner().invoke(export_main, [str(checkpoint), "-o", str(out), "--precision", "fp16", "--val", str(folder)])
-        line = _one_line_error(res)
+        line = one_line_error(res)
         assert line == f"error: --val {folder} has no colour images to score {counts}"
         assert "nan" not in res.output
     assert not out.exists()
@@ -107,7 +98,7 @@ def test_triton_name_is_checked_before_any_work(checkpoint, tmp_path, name):
     work = tmp_path / "work"
     out, repo = work / "m.onnx", work / "repo" / "inner"
     res = CliRunner().invoke(export_main, [str(checkpoint), "-o", str(out), "--triton", str(repo), "--triton-name", name])
-    line = _one_line_error(res)
+    line = one_line_error(res)
     assert line.startswith("error: --triton-name: invalid Triton model name")
     assert not work.exists() and not (tmp_path / "escape").exists()  # neither the ONNX nor any folder was written
 

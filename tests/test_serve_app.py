@@ -14,6 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 from colorize_rt.serve import streamlit_command
+from tests.runtime_support import identity_onnx
 from tests.serve_support import AppProcess, sample_png
 
 pytest.importorskip("gradio", reason="pip install 'colorize-rt[serve]'")
@@ -139,21 +140,6 @@ def test_colorize_rt_serve_subcommand_dispatches():
     )
 
 
-def _identity_onnx(path):
-    """A valid ONNX model that is not a colorizer (input ``x``, no ``L``/``temperature``)."""
-    import onnx
-    from onnx import TensorProto, helper
-
-    graph = helper.make_graph(
-        [helper.make_node("Identity", ["x"], ["y"])],
-        "ident",
-        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1])],
-        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1])],
-    )
-    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), path)
-    return path
-
-
 @pytest.mark.parametrize(
     ("args", "needle"),
     [
@@ -166,7 +152,7 @@ def test_serve_refuses_to_start_with_an_unusable_model(tmp_path, args, needle):
     """Before: `serve --model nosuch` started, answered /healthz, then failed every request with a 400."""
     bad = tmp_path / "bad.onnx"
     bad.write_text("not a model")
-    ident = _identity_onnx(tmp_path / "ident.onnx")
+    ident = identity_onnx(tmp_path / "ident.onnx")
     args = [a.format(bad=bad, ident=ident) for a in args]
     code = f"from colorize_rt.cli import main; main(['serve', '--port', '1', *{args!r}])"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
