@@ -16,6 +16,17 @@ def bin_histogram(ab: np.ndarray) -> np.ndarray:
     return np.bincount(idx.ravel(), minlength=NUM_BINS).astype(np.float64)
 
 
+MIN_PRIOR_BINS = 10  # a prior of real colour photos fills well over 100 of the 313 bins
+
+
+def prior_warning(prior: np.ndarray) -> str | None:
+    """Why ``prior`` is too narrow to rebalance colours with (grayscale or near-monochrome images), or None."""
+    filled = int((np.asarray(prior) > 0).sum())
+    if filled >= MIN_PRIOR_BINS:
+        return None
+    return f"the prior fills only {filled} of the {NUM_BINS} colour bins (grayscale or one-colour images?): not a colour prior"
+
+
 def prior_from_ab_maps(ab_maps: Iterable[np.ndarray]) -> np.ndarray:
     """Iterable of ab maps (..., 2) -> normalised prior p (313,) pooled over all pixels."""
     counts = np.zeros(NUM_BINS, np.float64)

@@ -11,7 +11,7 @@ import numpy as np
 
 from ..core.atomic import atomic_path, check_writable
 from ..core.files import IMAGE_EXTS, list_images
-from ..core.prior import rebalance_weights
+from ..core.prior import prior_warning, rebalance_weights
 
 _PROG = "colorize-prior"
 
@@ -28,7 +28,7 @@ _PROG = "colorize-prior"
 @click.option("--limit", default=0, type=click.IntRange(0, 10**7), help="use at most this many images (0 = all)")
 def cli(folder: Path, output: Path, limit: int) -> None:
     """Compute the prior over the 313 ab bins (images at shorter side 64, nearest bin per pixel)."""
-    from .train import compute_prior, prior_warning
+    from .train import compute_prior
 
     if output.suffix.lower() in IMAGE_EXTS:  # an image among the inputs, or a typo: the prior is a .npy array
         raise click.UsageError(f"-o {output} is an image file name; the prior is a .npy array: pass e.g. -o prior.npy")

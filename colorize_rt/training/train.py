@@ -28,10 +28,11 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from ..core.bins import bins_hash
-from ..core.constants import AB_NORM, DEFAULT_T, L_CENT, L_NORM, NUM_BINS
+from ..core.constants import AB_NORM, DEFAULT_T, L_CENT, L_NORM
 from ..core.cpu import cpu_model, native_bf16
 from ..core.files import list_images
-from ..core.prior import prior_from_ab_maps, rebalance_weights
+from ..core.metrics import check_prior
+from ..core.prior import prior_from_ab_maps, prior_warning, rebalance_weights
 from ..eval.predictors import torch_predictor
 from ..eval.scoring import evaluate, iter_lab_images
 from ..models import create_model, model_info
@@ -67,17 +68,6 @@ def compute_prior(files: list[Path], short_side: int = 64) -> np.ndarray:
     if read < len(files):
         log.warning("warning: %d of %d image files are unreadable; the prior leaves them out", len(files) - read, len(files))
     return prior
-
-
-MIN_PRIOR_BINS = 10  # a prior of real colour photos fills well over 100 of the 313 bins
-
-
-def prior_warning(prior: np.ndarray) -> str | None:
-    """Why ``prior`` is too narrow to rebalance colours with (grayscale or near-monochrome images), or None."""
-    filled = int((np.asarray(prior) > 0).sum())
-    if filled >= MIN_PRIOR_BINS:
-        return None
-    return f"the prior fills only {filled} of the {NUM_BINS} colour bins (grayscale or one-colour images?): not a colour prior"
 
 
 def _prior_key(cfg: TrainConfig, files: list[Path]) -> dict:
@@ -119,10 +109,10 @@ def _load_prior_file(path: str) -> np.ndarray:
         prior = np.load(path, allow_pickle=False)
     except (OSError, ValueError) as exc:
         raise ValueError(f"prior={path}: not a .npy file ({type(exc).__name__})") from None
-    if prior.shape != (NUM_BINS,) or not np.isfinite(prior).all() or (prior < 0).any() or prior.sum() <= 0:
-        raise ValueError(
-            f"prior={path}: expected {NUM_BINS} non-negative values (colorize-prior writes one); got shape {prior.shape}"
-        )
+    try:
+        check_prior(prior)  # the file's own values are used, as before; this only refuses a bad one
+    except ValueError as exc:
+        raise ValueError(f"prior={path}: {exc} (colorize-prior writes one)") from None
     return prior
 
 
