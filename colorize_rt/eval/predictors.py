@@ -23,15 +23,14 @@ def onnx_predictor(model_path: str | Path, temperature: float | None = None, thr
     Returns:
         A function L* (H, W) -> ab (2, H, W); ``ValueError`` when the model's inputs are not ``L``/``temperature``.
     """
-    from ..runtime.runners import OrtRunner, predict_ab
+    from ..runtime.runners import OrtRunner, check_model_inputs, predict_ab
 
     runner = OrtRunner(model_path, threads=threads).activate()
-    inputs = [i.name for i in runner.session.get_inputs()]
-    if "L" not in inputs or not set(inputs) <= {"L", "temperature"}:
+    try:
+        check_model_inputs([i.name for i in runner.session.get_inputs()], model_path)
+    except ValueError:
         runner.deactivate()
-        raise ValueError(
-            f"{model_path} is not a colorize-rt export: its inputs are {', '.join(inputs) or 'none'}, not L/temperature"
-        )
+        raise
     t = DEFAULT_T if temperature is None else temperature
     return lambda L: predict_ab(runner, L, t)
 

@@ -92,24 +92,19 @@ def load_onnx(path: str | Path, *, load_external_data: bool = True):
         raise ValueError(f"{path} is not an ONNX model ({type(exc).__name__})") from None
 
 
-MODEL_INPUTS = ("L", "temperature")
-
-
 def check_interface(model_proto, path: str | Path) -> None:
-    """Refuse an ONNX model that is not a colorize-rt export: its inputs must be ``L`` and ``temperature``
-    (an older export may keep ``temperature`` as an initializer) and its output ``ab``.
+    """Refuse an ONNX model that is not a colorize-rt export, from its graph alone (``runtime.runners.
+    check_model_inputs`` on its non-initializer inputs and its outputs; an older export may keep
+    ``temperature`` as an initializer).
 
     Raises:
         ValueError: one line naming ``path`` and the inputs it has.
     """
+    from ..runtime.runners import check_model_inputs
+
     inits = {i.name for i in model_proto.graph.initializer}
     inputs = [i.name for i in model_proto.graph.input if i.name not in inits]
-    outputs = [o.name for o in model_proto.graph.output]
-    if "L" not in inputs or not set(inputs) <= set(MODEL_INPUTS) or "ab" not in outputs:
-        have = ", ".join(inputs) or "none"
-        raise ValueError(
-            f"{path} is not a colorize-rt export: its inputs are {have}, not L/temperature (outputs: {', '.join(outputs)})"
-        )
+    check_model_inputs(inputs, path, [o.name for o in model_proto.graph.output])
 
 
 def get_metadata(model_proto) -> dict[str, str]:

@@ -21,13 +21,14 @@ import shutil
 from pathlib import Path
 
 from ..core.atomic import atomic_path, atomic_write_text
+from ..runtime.runners import MODEL_INPUTS
 
 PLATFORMS = {
     ".onnx": ("onnxruntime_onnx", "model.onnx"),
     ".plan": ("tensorrt_plan", "model.plan"),
     ".engine": ("tensorrt_plan", "model.plan"),
 }
-INPUTS = ("L", "temperature")
+INPUTS = MODEL_INPUTS
 OUTPUTS = ("ab",)
 
 

@@ -16,6 +16,27 @@ from .session import ort_session
 # pixels than this hand the unused arena back afterwards; up to it (a 1024² image, or the tiled mode's batch
 # of four 512² tiles) the arena stays warm, so the common sizes do not re-allocate on every run.
 ARENA_KEEP_PIXELS = 1024 * 1024
+MODEL_INPUTS = ("L", "temperature")  # what every colorize-rt export takes (temperature may be an initializer)
+
+
+def check_model_inputs(inputs: list[str], path: str | Path, outputs: list[str] | None = None) -> None:
+    """Refuse a model that is not a colorize-rt export: its required inputs must be ``L`` (and ``temperature``),
+    and, when ``outputs`` are given, they must include ``ab``.
+
+    Args:
+        inputs: the model's graph inputs that are not initializers.
+        path: the model file (for the message).
+        outputs: the model's outputs, or None to skip that check.
+
+    Raises:
+        ValueError: one line naming ``path`` and the inputs it has.
+    """
+    if "L" in inputs and set(inputs) <= set(MODEL_INPUTS) and (outputs is None or "ab" in outputs):
+        return
+    shown = f" (outputs: {', '.join(outputs)})" if outputs is not None else ""
+    raise ValueError(
+        f"{path} is not a colorize-rt export: its inputs are {', '.join(inputs) or 'none'}, not L/temperature{shown}"
+    )
 
 
 class Runner:
