@@ -112,13 +112,13 @@ def step_buffers(cudart=None) -> dict:
     from tests import fake_tensorrt
 
     if cudart is None:
-        from colorize_rt.runtime.tensorrt_runner import _cudart
+        from colorize_rt.runtime.backends.tensorrt_runner import _cudart
 
         cudart = _cudart()
     sys.modules["tensorrt"] = fake_tensorrt  # the stand-in's builder and engine; cuda-python is real
     fake_tensorrt.reset(kernel="copy", cudart=cudart)
     from colorize_rt.export import tensorrt_engine as te
-    from colorize_rt.runtime.tensorrt_runner import TrtRunner
+    from colorize_rt.runtime.backends.tensorrt_runner import TrtRunner
 
     gpu = _gpu() or {"gpu_name": "stand-in", "compute_capability": "0.0"}
     device = {"gpu_name": gpu["gpu_name"], "compute_capability": gpu["compute_capability"]}
@@ -185,8 +185,8 @@ def step_torch() -> dict:
 
 
 def _trt_case(te, onnx_path: Path, engine: Path, card) -> dict:
-    from colorize_rt.runtime.runners import OrtRunner
-    from colorize_rt.runtime.tensorrt_runner import TrtRunner
+    from colorize_rt.runtime.backends.runners import OrtRunner
+    from colorize_rt.runtime.backends.tensorrt_runner import TrtRunner
 
     t0 = time.perf_counter()
     te.build_engine(onnx_path, engine, card, log=lambda *_: None)
@@ -247,7 +247,7 @@ def _can_run(step: str) -> str:
 
 def _has_cuda_bindings() -> bool:
     try:
-        from colorize_rt.runtime.tensorrt_runner import _cudart
+        from colorize_rt.runtime.backends.tensorrt_runner import _cudart
 
         _cudart()
     except ImportError:

@@ -32,7 +32,7 @@ import numpy as np
 def gemm(args) -> int:
     from colorize_rt.bench.peak import _matmul_model
     from colorize_rt.core.int8sim import matmul_u8s8
-    from colorize_rt.runtime.session import ort_session
+    from colorize_rt.runtime.backends.session import ort_session
 
     n = args.n
     sess = ort_session(_matmul_model(n, True, seed=3))
@@ -52,7 +52,7 @@ def gemm(args) -> int:
 def _session_with_weights(n: int, w: np.ndarray):
     from onnx import TensorProto, helper, numpy_helper
 
-    from colorize_rt.runtime.session import ort_session
+    from colorize_rt.runtime.backends.session import ort_session
 
     inits = [
         numpy_helper.from_array(w, "B"),
@@ -73,8 +73,8 @@ def _session_with_weights(n: int, w: np.ndarray):
 
 
 def probe(args) -> int:
-    from colorize_rt.runtime.runners import OrtRunner
-    from colorize_rt.runtime.selfcheck import check_runner
+    from colorize_rt.runtime.backends.runners import OrtRunner
+    from colorize_rt.runtime.backends.selfcheck import check_runner
 
     bad = 0
     for m in args.models:

@@ -49,8 +49,8 @@ def speed(fp32: str, int8: str, reps: int) -> dict:
 
 def probe_overhead(model: str, reps: int) -> dict:
     from colorize_rt.core.probe import PROBE_KEY
-    from colorize_rt.runtime.runners import OrtRunner
-    from colorize_rt.runtime.selfcheck import run_probe
+    from colorize_rt.runtime.backends.runners import OrtRunner
+    from colorize_rt.runtime.backends.selfcheck import run_probe
 
     big = _feed(256)
     cold_plain, cold_probe, warm_probe, warm_big = [], [], [], []
@@ -85,7 +85,7 @@ def record(int8: str, result: dict) -> None:
     from colorize_rt.core.atomic import atomic_path
     from colorize_rt.core.cpu import cpu_model, int8_dot_path
     from colorize_rt.export.graph import get_metadata, set_metadata
-    from colorize_rt.runtime.selfcheck import SPEED_KEY
+    from colorize_rt.runtime.backends.selfcheck import SPEED_KEY
 
     proto = onnx.load(int8)
     meta = get_metadata(proto)

@@ -31,7 +31,7 @@ def measure(models: list[str], size: int = 256, reps: int = 40) -> dict:
         ``{"size", "reps", "models": [{"model", "median_ms", "ratio_to_first"}]}``.
     """
     from colorize_rt.core.constants import DEFAULT_T
-    from colorize_rt.runtime.session import ort_session
+    from colorize_rt.runtime.backends.session import ort_session
 
     sessions = [ort_session(m) for m in models]
     L = np.random.default_rng(0).uniform(0, 100, (1, 1, size, size)).astype(np.float32)

@@ -13,7 +13,7 @@ import cv2
 import numpy as np
 
 from colorize_rt.runtime.api import Colorizer
-from colorize_rt.runtime.images import DecodedImage
+from colorize_rt.runtime.pipeline.images import DecodedImage
 
 PHOTOS = ("astronaut", "coffee", "chelsea", "rocket", "immunohistochemistry")
 ROW_H = 192

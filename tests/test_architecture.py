@@ -5,6 +5,9 @@
   ``colorize-rt`` command. Module-level and function-level imports count, relative and absolute, and
   so do ``require("...")`` / ``importlib.import_module("...")`` with a literal name. Within one layer
   different subpackages do not import each other, except the directions listed in ``SIDEWAYS``.
+* Inside ``runtime``, parts point one way too (``RUNTIME_PARTS``): backends and the image pipeline
+  never import each other; ``api`` joins them; video and the archive batch job sit on ``api``; the
+  command (``runtime.cli``) is on top.
 * ``core`` and ``runtime`` never import torch (the runtime install has no torch); no module imports
   the test helpers in ``tests/``.
 * No public name is defined in two modules (``CONVENTIONS`` aside); a numpy formula and its torch
@@ -43,6 +46,18 @@ ROOT_LAYER = 0  # colorize_rt/__init__.py (the version string) sits with core
 # named (export.graph's node prefixes and metadata helpers).
 SIDEWAYS = {("calibration", "export")}
 TORCH_FREE = {"core", "runtime"}
+# runtime's parts (a subpackage or a top-level module of runtime) -> the parts each may import.
+_BASE = {"limits"}
+RUNTIME_PARTS = {
+    "limits": set(),
+    "backends": _BASE,
+    "pipeline": _BASE,
+    "guidance": _BASE | {"pipeline"},
+    "api": _BASE | {"backends", "pipeline", "guidance"},
+    "video": _BASE | {"backends", "pipeline", "guidance", "api"},
+    "batch": _BASE | {"backends", "pipeline", "guidance", "api"},
+    "cli": _BASE | {"backends", "pipeline", "guidance", "api", "video", "batch"},
+}
 # Public names that every command module / logger module has by convention (entry points, loggers).
 CONVENTIONS = {"main", "cli", "log"}
 DYNAMIC_IMPORTERS = {"require", "import_module"}
@@ -141,6 +156,40 @@ def layer_violations(package_dir: Path) -> list[str]:
     return bad
 
 
+def runtime_part_violations(package_dir: Path) -> list[str]:
+    """Every import between runtime's parts that ``RUNTIME_PARTS`` does not allow.
+
+    Args:
+        package_dir: the package's folder.
+
+    Returns:
+        One line per violation: ``file:line: importer -> imported (why)``; a part missing from
+        ``RUNTIME_PARTS`` is a violation of its own.
+    """
+    package = package_dir.name
+    runtime = package_dir / "runtime"
+    bad = []
+    for path in sorted(runtime.rglob("*.py")) if runtime.is_dir() else []:
+        module = _module_name(path, package_dir)
+        parts = module.split(".")
+        if len(parts) < 3:
+            continue  # runtime/__init__.py
+        part = parts[2]
+        if part not in RUNTIME_PARTS:
+            bad.append(f"{path.relative_to(package_dir.parent)}: runtime part '{part}' outside RUNTIME_PARTS")
+            continue
+        for line, name in imports_of(path, package_dir):
+            their = name.split(".")
+            if their[:2] != [package, "runtime"] or len(their) < 3 or their[2] == part:
+                continue
+            if their[2] not in RUNTIME_PARTS[part]:
+                bad.append(
+                    f"{path.relative_to(package_dir.parent)}:{line}: {module} -> {name} "
+                    f"(runtime.{part} may import {sorted(RUNTIME_PARTS[part]) or 'no other part'})"
+                )
+    return bad
+
+
 def public_definitions(package_dir: Path) -> dict[str, list[str]]:
     """Public names bound at module level (def, class, assignment), -> modules defining them.
 
@@ -196,6 +245,10 @@ def test_imports_point_one_way():
     assert layer_violations(PACKAGE) == []
 
 
+def test_runtime_parts_point_one_way():
+    assert runtime_part_violations(PACKAGE) == []
+
+
 def test_no_public_name_defined_twice():
     assert duplicate_names(PACKAGE) == {}
 
@@ -208,7 +261,7 @@ def test_torch_twins_are_named_and_documented():
 
 def test_onnx_runtime_sessions_come_from_one_helper():
     """``runtime.session.ort_session`` is the only place that builds ``InferenceSession`` / ``SessionOptions``."""
-    home = PACKAGE / "runtime" / "session.py"
+    home = PACKAGE / "runtime" / "backends" / "session.py"
     found = []
     for path in sorted(PACKAGE.rglob("*.py")):
         for node in ast.walk(ast.parse(path.read_text())):
@@ -284,6 +337,24 @@ def test_checker_finds_violations(tmp_path, rel, text, why):
     pkg = _tree(tmp_path, {rel: text, "runtime/ok.py": "from ..core import a\n", "core/a.py": ""})
     found = layer_violations(pkg)
     assert found and all(why in f for f in found), found
+
+
+@pytest.mark.parametrize(
+    "rel, text, ok",
+    [
+        ("runtime/pipeline/x.py", "from ..backends.runners import OrtRunner\n", False),
+        ("runtime/backends/x.py", "def f():\n    from ..pipeline import images\n", False),
+        ("runtime/backends/x.py", "from ..api import Colorizer\n", False),
+        ("runtime/api.py", "from .video import y\n", False),
+        ("runtime/attic/x.py", "", False),  # a part nobody placed
+        ("runtime/video/x.py", "from ..api import Colorizer\nfrom ..pipeline.images import read_image\n", True),
+        ("runtime/cli.py", "from .batch import job\nfrom .video import clip\n", True),
+        ("runtime/backends/x.py", "from ..limits import THREADS\nfrom .runners import OrtRunner\n", True),
+    ],
+)
+def test_checker_finds_runtime_part_violations(tmp_path, rel, text, ok):
+    pkg = _tree(tmp_path, {rel: text})
+    assert (runtime_part_violations(pkg) == []) is ok, runtime_part_violations(pkg)
 
 
 def test_checker_finds_duplicate_names_and_unpaired_twins(tmp_path):

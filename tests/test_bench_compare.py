@@ -11,7 +11,7 @@ from colorize_rt.bench.compare import RunPolicy, run_case
 from colorize_rt.bench.models import BenchModel
 from colorize_rt.bench.runners import Backend, OpenCVRunner, TorchRunner, build_backends
 from colorize_rt.bench.suite import SuiteConfig, plan_cases, run_suite
-from colorize_rt.runtime.runners import OrtRunner, Runner
+from colorize_rt.runtime.backends.runners import OrtRunner, Runner
 
 FAST = RunPolicy(warmup=1, min_runs=3, max_runs=4, target_s=0.0, settle_s=0.0)
 

@@ -19,7 +19,7 @@ from PIL import Image
 
 from colorize_rt.core.constants import DEFAULT_T
 from colorize_rt.runtime.api import Colorizer
-from colorize_rt.runtime.images import read_image
+from colorize_rt.runtime.pipeline.images import read_image
 from tests.serve_support import AppProcess, mean_chroma, sample_png
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")

@@ -282,8 +282,8 @@ def test_weights_are_7_bit_so_cpus_without_vnni_agree(calibrated):
 
 def test_int8_model_carries_a_probe_it_passes(calibrated):
     from colorize_rt.core.probe import PROBE_KEY
-    from colorize_rt.runtime.runners import OrtRunner
-    from colorize_rt.runtime.selfcheck import check_runner
+    from colorize_rt.runtime.backends.runners import OrtRunner
+    from colorize_rt.runtime.backends.selfcheck import check_runner
 
     out_dir, _ = calibrated
     path = out_dir / "int8_0.onnx"

@@ -11,8 +11,8 @@ import pytest
 import tomllib
 
 from colorize_rt.cli import main as rt_main
+from colorize_rt.runtime.backends.session import ort_session
 from colorize_rt.runtime.limits import THREADS, ParameterError
-from colorize_rt.runtime.session import ort_session
 
 from .conftest import ROOT
 

@@ -11,7 +11,7 @@ import pytest
 
 from colorize_rt.core.files import IMAGE_EXTS, list_images
 from colorize_rt.core.paths import cache_dir
-from colorize_rt.runtime.session import QUIET, ort_session
+from colorize_rt.runtime.backends.session import QUIET, ort_session
 
 
 def test_list_images_recursive_sorted_by_extension(tmp_path):

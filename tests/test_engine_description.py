@@ -1,4 +1,4 @@
-"""The TensorRT engine description (runtime/engine_description.py): sidecar schema, the one compatibility
+"""The TensorRT engine description (runtime/backends/engine_description.py): sidecar schema, the one compatibility
 check (TensorRT's documented version/hardware rules), rebuild hint, EngineMismatch."""
 
 from __future__ import annotations
@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from colorize_rt.runtime import engine_description as ed
+from colorize_rt.runtime.backends import engine_description as ed
 
 DEV = {"gpu_name": "NVIDIA GeForce RTX 3060", "compute_capability": "8.6"}
 
@@ -108,7 +108,7 @@ def test_load_sidecar(tmp_path):
 def test_one_home_for_the_engine_description():
     """The builder and the runner use this module's names; neither defines its own."""
     from colorize_rt.export import tensorrt_engine
-    from colorize_rt.runtime import tensorrt_runner
+    from colorize_rt.runtime.backends import tensorrt_runner
 
     for name in ("EngineMismatch", "sidecar_path", "make_sidecar", "rebuild_hint"):
         for mod in (tensorrt_engine, tensorrt_runner):

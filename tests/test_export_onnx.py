@@ -349,7 +349,7 @@ def test_fp16_weight_storage_halves_the_file_keeps_fp32_compute(exported, tmp_pa
 
 def test_runtime_feeds_a_temperature_declared_as_one_element(exported, tmp_path):
     """Scalar is what colorize-export writes; a model declaring temperature [1] runs through the same runner."""
-    from colorize_rt.runtime.runners import OrtRunner, predict_ab
+    from colorize_rt.runtime.backends.runners import OrtRunner, predict_ab
 
     m = onnx.load(str(exported))
     (t_in,) = [i for i in m.graph.input if i.name == "temperature"]

@@ -114,7 +114,7 @@ def test_build_engine_for_real(model, tmp_path):  # pragma: no cover - GPU machi
     engine = tmp_path / "m.engine"
     side = te.build_engine(model, engine, te.card_profile("rtx3060-6gb"), log=lambda *_: None)
     assert engine.stat().st_size > 0 and (tmp_path / "timing.cache").stat().st_size > 0
-    from colorize_rt.runtime.engine_description import check_compatible, load_sidecar
+    from colorize_rt.runtime.backends.engine_description import check_compatible, load_sidecar
 
     assert load_sidecar(engine) == side and side["precision"] == "fp32"
     here = te.require_tensorrt().__version__

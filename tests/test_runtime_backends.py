@@ -11,13 +11,13 @@ import numpy as np
 import pytest
 
 from colorize_rt.core.lazy import MissingDependency, available
-from colorize_rt.runtime import backends
 from colorize_rt.runtime.api import Colorizer
-from colorize_rt.runtime.backends import BackendError, open_runner
-from colorize_rt.runtime.engine_description import EngineMismatch, check_compatible
-from colorize_rt.runtime.runners import OrtRunner, predict_ab
-from colorize_rt.runtime.shipped_models import ModelError, resolve_model
-from colorize_rt.runtime.tensorrt_runner import TrtRunner
+from colorize_rt.runtime.backends import registry as backends
+from colorize_rt.runtime.backends.engine_description import EngineMismatch, check_compatible
+from colorize_rt.runtime.backends.registry import BackendError, open_runner
+from colorize_rt.runtime.backends.runners import OrtRunner, predict_ab
+from colorize_rt.runtime.backends.shipped_models import ModelError, resolve_model
+from colorize_rt.runtime.backends.tensorrt_runner import TrtRunner
 from tests.runtime_support import ROOT
 
 CPU_ONLY = ["AzureExecutionProvider", "CPUExecutionProvider"]
@@ -227,7 +227,7 @@ def test_runtime_and_cli_never_import_torch(tmp_path, model):
     code = textwrap.dedent(f"""
         import json, sys
         import colorize_rt.runtime, colorize_rt.runtime.api, colorize_rt.runtime.cli, colorize_rt.cli
-        import colorize_rt.runtime.tensorrt_runner, colorize_rt.runtime.batch
+        import colorize_rt.runtime.backends.tensorrt_runner, colorize_rt.runtime.pipeline.folder
         from colorize_rt.cli import main
         rcs = []
         for argv in (["--info", "--model", {str(model)!r}], [{str(img)!r}, "--model", {str(model)!r}, "-q"]):
@@ -248,8 +248,8 @@ def test_runtime_and_cli_never_import_torch(tmp_path, model):
 def test_auto_skips_the_tensorrt_ep_for_cpu_only_int8(monkeypatch):
     """The shipped default-int8 has uint8 activations (ONNX Runtime's CPU kernels), which TensorRT refuses:
     on a GPU machine `auto` must not offer it to the TensorRT EP, but the CUDA EP and the CPU stay candidates."""
-    from colorize_rt.runtime import backends
-    from colorize_rt.runtime.shipped_models import resolve_model
+    from colorize_rt.runtime.backends import registry as backends
+    from colorize_rt.runtime.backends.shipped_models import resolve_model
 
     int8, fp32 = resolve_model("default-int8"), resolve_model("default")
     assert backends.cpu_only_int8(int8) and not backends.cpu_only_int8(fp32)

@@ -14,8 +14,8 @@ import pytest
 from PIL import Image
 
 from colorize_rt.core.atomic import atomic_write_bytes, clean_stale_temps
-from colorize_rt.runtime.batch import expand_inputs, walk_folder
-from colorize_rt.runtime.images import ImageError, image_header, read_image
+from colorize_rt.runtime.pipeline.folder import expand_inputs, walk_folder
+from colorize_rt.runtime.pipeline.images import ImageError, image_header, read_image
 from tests.runtime_support import photo, run_cli, write_rgb
 
 

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from colorize_rt.runtime.images import read_image
+from colorize_rt.runtime.pipeline.images import read_image
 from tests.runtime_support import ROOT, photo, run_cli, write_rgb
 
 

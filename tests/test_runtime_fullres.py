@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 
 from colorize_rt.core.color import rgb_to_lab
-from colorize_rt.runtime import ort_cache
 from colorize_rt.runtime.api import Colorizer
-from colorize_rt.runtime.batch import Job, Options, run_batch
-from colorize_rt.runtime.images import DecodedImage, gray3, read_image
-from colorize_rt.runtime.pipeline import (
+from colorize_rt.runtime.backends import ort_cache
+from colorize_rt.runtime.pipeline.folder import Job, Options, run_batch
+from colorize_rt.runtime.pipeline.images import DecodedImage, gray3, read_image
+from colorize_rt.runtime.pipeline.modes import (
     TABLE_MIN_PIXELS,
     _source_coords,
     l_star,
@@ -206,7 +206,7 @@ def test_unusable_cache_folder_still_opens(tmp_path, monkeypatch):
 
 
 def test_table_rows_are_saved_checked_and_reused(tmp_path, monkeypatch):
-    from colorize_rt.runtime import compose
+    from colorize_rt.runtime.pipeline import compose
 
     monkeypatch.setenv("COLORIZE_RT_CACHE", str(tmp_path))
     pairs = np.array([(128 + a) * 256 + (128 + b) for a, b in [(0, 0), (10, -5), (40, 60), (-90, 100)]])

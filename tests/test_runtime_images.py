@@ -12,8 +12,8 @@ import pytest
 from PIL import Image
 
 from colorize_rt.core.color import rgb_to_l
-from colorize_rt.runtime.images import DecodedImage, ImageError, read_image, write_image
-from colorize_rt.runtime.pipeline import l_star
+from colorize_rt.runtime.pipeline.images import DecodedImage, ImageError, read_image, write_image
+from colorize_rt.runtime.pipeline.modes import l_star
 from tests.runtime_support import photo, write_rgb
 
 
@@ -86,7 +86,7 @@ def test_orientation_matches_pillow_exif_transpose(orientation, rgb):
     """Our array-level orientation (used for 16-bit files decoded by OpenCV) equals Pillow's."""
     from PIL import ImageOps
 
-    from colorize_rt.runtime.images import _orient
+    from colorize_rt.runtime.pipeline.images import _orient
 
     im = Image.fromarray(rgb)
     exif = im.getexif()

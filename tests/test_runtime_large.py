@@ -140,7 +140,7 @@ _ARENA_CHILD = textwrap.dedent("""
     import json, sys
     import numpy as np
     from colorize_rt.bench.memory import current_rss_mb as rss_mb
-    from colorize_rt.runtime.runners import OrtRunner, predict_ab
+    from colorize_rt.runtime.backends.runners import OrtRunner, predict_ab
     keep = None if sys.argv[2] == "none" else int(sys.argv[2])
     L = np.random.default_rng(0).uniform(0, 100, (1024, 1024)).astype(np.float32)
     with OrtRunner(sys.argv[1], threads=1, arena_keep_pixels=keep) as runner:

@@ -10,8 +10,8 @@ import pytest
 
 from colorize_rt.core.color import rgb_to_lab
 from colorize_rt.runtime.api import Colorizer
-from colorize_rt.runtime.images import DecodedImage
-from colorize_rt.runtime.pipeline import (
+from colorize_rt.runtime.pipeline.images import DecodedImage
+from colorize_rt.runtime.pipeline.modes import (
     fit_shape,
     l_star,
     predict_single,
@@ -128,7 +128,7 @@ def test_tiled_is_seam_free_vs_whole_image(toy, scale, record_property):
 
 def _rows_from(ab_small, img):
     """The whole-image ab upsampled to full resolution with the same sampler the tiled path uses."""
-    from colorize_rt.runtime.pipeline import _RowEmitter
+    from colorize_rt.runtime.pipeline.modes import _RowEmitter
 
     em = _RowEmitter(ab_small.shape[1], ab_small.shape[2], img.height, img.width)
     return list(em.push(np.ascontiguousarray(np.moveaxis(ab_small, 0, -1))))

@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 
 from colorize_rt.core.color import rgb_to_lab
-from colorize_rt.runtime import remap as remap_mod
 from colorize_rt.runtime.api import Colorizer
-from colorize_rt.runtime.images import read_image
+from colorize_rt.runtime.pipeline import remap as remap_mod
+from colorize_rt.runtime.pipeline.images import read_image
 from tests.runtime_support import ROOT, photo, run_cli
 
 DEFAULT = ROOT / "colorize_rt" / "assets" / "default.onnx"

@@ -18,9 +18,9 @@ import pytest
 
 from colorize_rt.core import probe as core_probe
 from colorize_rt.core.int8sim import PATHS, SAFE_WEIGHT_MAX, matmul_u8s8, pair_sums_saturated, saturation_free, worst_pair_sum
-from colorize_rt.runtime import selfcheck
-from colorize_rt.runtime.runners import OrtRunner
-from colorize_rt.runtime.shipped_models import assets_dir
+from colorize_rt.runtime.backends import selfcheck
+from colorize_rt.runtime.backends.runners import OrtRunner
+from colorize_rt.runtime.backends.shipped_models import assets_dir
 from tests.runtime_support import photo, run_cli, write_rgb
 
 SHIPPED = assets_dir() / "default.onnx"
@@ -132,7 +132,7 @@ def test_onnxruntime_integer_gemm_matches_the_model_on_this_cpu():
     """ORT's MatMulInteger equals one of the two modelled paths bit for bit, and with 7-bit weights both."""
     from onnx import TensorProto, helper, numpy_helper
 
-    from colorize_rt.runtime.session import ort_session
+    from colorize_rt.runtime.backends.session import ort_session
 
     rng = np.random.default_rng(1)
     a = rng.integers(0, 256, (48, 64), dtype=np.uint8)

@@ -7,8 +7,8 @@ import time
 
 import pytest
 
-from colorize_rt.runtime.images import ImageHeader
 from colorize_rt.runtime.limits import SIZE, TEMPERATURE, ParameterError
+from colorize_rt.runtime.pipeline.images import ImageHeader
 from colorize_rt.serve.admission import (
     Admission,
     AdmissionConfig,

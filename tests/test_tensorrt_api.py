@@ -31,7 +31,7 @@ from tests.wheels import fetch
 ROOT = Path(__file__).resolve().parents[1]
 TRT_SOURCES = [
     ROOT / p
-    for p in ("colorize_rt/export/tensorrt_engine.py", "colorize_rt/runtime/tensorrt_runner.py", "benchmarks/gpu_check.py")
+    for p in ("colorize_rt/export/tensorrt_engine.py", "colorize_rt/runtime/backends/tensorrt_runner.py", "benchmarks/gpu_check.py")
 ]
 BINDINGS = ["10.0.1", "10.13.0.35", "11.4.0.106"]
 FOREIGN = ("3.11", ("manylinux_2_17_x86_64", "manylinux_2_28_x86_64"))  # only read, never imported
@@ -262,7 +262,7 @@ def test_real_cuda_python_without_a_driver_is_one_backend_error_line(major, tmp_
         sys.modules["tensorrt"] = fake_tensorrt
         from cuda.bindings import runtime as cudart
         import cuda.bindings
-        from colorize_rt.runtime.backends import BackendError, open_runner
+        from colorize_rt.runtime.backends.registry import BackendError, open_runner
         try:
             open_runner({str(engine)!r}, "tensorrt")
             msg = None
@@ -282,7 +282,7 @@ def test_real_cuda_python_without_a_driver_is_one_backend_error_line(major, tmp_
 def test_installed_cuda_python_layout_imports_without_a_gpu():
     """The cuda-python the dev extra installs (12.x): the module and every function the runner calls."""
     cudart = pytest.importorskip("cuda.bindings.runtime", reason="cuda-python is not installed (dev extra)")
-    from colorize_rt.runtime import tensorrt_runner
+    from colorize_rt.runtime.backends import tensorrt_runner
 
     tree = ast.parse(inspect.getsource(tensorrt_runner))
     used = sorted(

@@ -12,10 +12,10 @@ import pytest
 from click.testing import CliRunner
 
 from colorize_rt.export import tensorrt_engine as te
-from colorize_rt.runtime.backends import BackendError, open_runner
-from colorize_rt.runtime.engine_description import EngineMismatch, sidecar_path
-from colorize_rt.runtime.runners import OrtRunner, predict_ab
-from colorize_rt.runtime.tensorrt_runner import CudaError, TrtRunner, pick_profile
+from colorize_rt.runtime.backends.engine_description import EngineMismatch, sidecar_path
+from colorize_rt.runtime.backends.registry import BackendError, open_runner
+from colorize_rt.runtime.backends.runners import OrtRunner, predict_ab
+from colorize_rt.runtime.backends.tensorrt_runner import CudaError, TrtRunner, pick_profile
 from tests import fake_tensorrt
 from tests.gpu_support import DEVICE, install_fakes
 

@@ -82,7 +82,7 @@ def folder_throughput(
 def _folder_child(photos: str, model: str, n_images: int, backend: str, threads: int, size: int) -> dict:
     from ..core.files import list_images
     from ..runtime.api import Colorizer
-    from ..runtime.batch import Options, expand_inputs, plan_outputs, run_batch
+    from ..runtime.pipeline.folder import Options, expand_inputs, plan_outputs, run_batch
 
     files = list_images(photos, limit=n_images)
     if len(files) < n_images:
@@ -129,7 +129,7 @@ def _tiled_child(size: int, model: str, tile: int, overlap: int, backend: str, t
     import cv2
 
     from ..runtime.api import Colorizer
-    from ..runtime.images import DecodedImage
+    from ..runtime.pipeline.images import DecodedImage
     from .memory import current_rss_mb
 
     engine = Colorizer(model, backend, threads=threads, max_side=tile, warn=lambda m: None)

@@ -125,8 +125,8 @@ def stage_breakdown(files: list[Path], out_dir: Path, model: str = "default", ba
     (medians; the first image is done twice and its first pass dropped: it also loads or builds the table
     rows its ab values need). CPU time counts every thread of the process."""
     from ..runtime.api import Colorizer
-    from ..runtime.images import read_image, write_bgr, write_image
-    from ..runtime.pipeline import recombine, recombine_bgr
+    from ..runtime.pipeline.images import read_image, write_bgr, write_image
+    from ..runtime.pipeline.modes import recombine, recombine_bgr
 
     names = ("decode", "network_input", "network", "recombine", "encode")
     wall: dict[str, list[float]] = {k: [] for k in names}

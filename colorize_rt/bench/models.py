@@ -142,7 +142,7 @@ def build_random_model(name: str, photo_dir: str | None = None, seed: int = SEED
 
 def load_default_model() -> BenchModel:
     """The shipped model; raises ModelError ("no model yet ...") when it is not in this install."""
-    from ..runtime.shipped_models import model_metadata, resolve_model
+    from ..runtime.backends.shipped_models import model_metadata, resolve_model
 
     fp32 = resolve_model("default")
     try:

@@ -33,7 +33,7 @@ def numpy_fp32_gflops(n: int = 2048, repeats: int = 5, seed: int = 0) -> float:
 
 
 def _ort_session(model_bytes: bytes, threads: int):
-    from ..runtime.session import ort_session
+    from ..runtime.backends.session import ort_session
 
     return ort_session(model_bytes, threads=threads)
 

@@ -1,6 +1,6 @@
 """Benchmark-only runners and the catalogue of backends (each a lazy loader of a Runner).
 
-Every backend sits behind ``colorize_rt.runtime.runners.Runner`` (activate / infer / deactivate) and
+Every backend sits behind ``colorize_rt.runtime.backends.runners.Runner`` (activate / infer / deactivate) and
 takes the same feed ``{"L": (N, 1, H, W) float32, "temperature": () float32}`` -> ``{"ab": (N, 2, H, W)}``.
 torch and OpenCV are imported only when their runner is activated.
 """
@@ -15,7 +15,7 @@ import numpy as np
 
 from ..core.constants import DEFAULT_T
 from ..core.lazy import GPU_INSTALL, require
-from ..runtime.runners import OrtRunner, Runner
+from ..runtime.backends.runners import OrtRunner, Runner
 
 
 class TorchRunner(Runner):
@@ -122,7 +122,7 @@ def build_backends(
     max_side: int = 1024,
 ) -> list[Backend]:
     """The backends to compare for one model; unavailable ones carry the reason instead of a loader."""
-    from ..runtime.backends import available_backends, make_runner, provider_list
+    from ..runtime.backends.registry import available_backends, make_runner, provider_list
 
     avail = available_backends()
     out: list[Backend] = []
@@ -180,7 +180,7 @@ def _native_trt_backend(name: str, fp32: Path, int8: Path | None, available: boo
         return Backend(name, None, prec, "gpu", unavailable="no INT8 model")
 
     def make() -> Runner:
-        from ..runtime.tensorrt_runner import TrtRunner
+        from ..runtime.backends.tensorrt_runner import TrtRunner
         from .engines import cached_engine
 
         return _named(TrtRunner(cached_engine(source, prec)), name)

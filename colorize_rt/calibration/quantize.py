@@ -214,8 +214,8 @@ def _weight_dq_problems(n, inits: dict, consumers: dict) -> list[str]:
 def _checked_probe(fp32_path: Path, candidate: Path) -> dict[str, str]:
     """The probe metadata (reference: the fp32 model), after checking the candidate passes it here."""
     from ..export.probe import probe_metadata
-    from ..runtime.runners import OrtRunner
-    from ..runtime.selfcheck import PROBE_KEY, run_probe
+    from ..runtime.backends.runners import OrtRunner
+    from ..runtime.backends.selfcheck import PROBE_KEY, run_probe
 
     meta = probe_metadata(fp32_path)
     with OrtRunner(candidate) as runner:
@@ -274,7 +274,7 @@ def integer_kernel_ops(path: str | Path) -> Counter:
     show ``QLinearConv``."""
     import onnx
 
-    from ..runtime.session import ort_session
+    from ..runtime.backends.session import ort_session
 
     with tempfile.TemporaryDirectory(prefix="colorize-ortopt.") as tmp:
         optimized = Path(tmp) / "opt.onnx"

@@ -23,7 +23,7 @@ def onnx_predictor(model_path: str | Path, temperature: float | None = None, thr
     Returns:
         A function L* (H, W) -> ab (2, H, W); ``ValueError`` when the model's inputs are not ``L``/``temperature``.
     """
-    from ..runtime.runners import OrtRunner, check_model_inputs, predict_ab
+    from ..runtime.backends.runners import OrtRunner, check_model_inputs, predict_ab
 
     runner = OrtRunner(model_path, threads=threads).activate()
     try:

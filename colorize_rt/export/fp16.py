@@ -102,7 +102,7 @@ def _fp32_outputs(model, fp32: set[str]) -> None:
 
 def _check_runs(path: Path) -> None:
     """Fail before the file lands if ONNX Runtime CPU cannot load and run it."""
-    from ..runtime.session import ort_session
+    from ..runtime.backends.session import ort_session
 
     sess = ort_session(path)
     feed = {"L": np.full((1, 1, 64, 64), 50.0, np.float32), TEMPERATURE_INPUT: np.array(DEFAULT_T, np.float32)}

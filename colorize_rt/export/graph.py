@@ -100,7 +100,7 @@ def check_interface(model_proto, path: str | Path) -> None:
     Raises:
         ValueError: one line naming ``path`` and the inputs it has.
     """
-    from ..runtime.runners import check_model_inputs
+    from ..runtime.backends.runners import check_model_inputs
 
     inits = {i.name for i in model_proto.graph.initializer}
     inputs = [i.name for i in model_proto.graph.input if i.name not in inits]
@@ -231,7 +231,7 @@ def rewrite_temperature_input(src: str | Path, dst: str | Path | None = None, *,
     import onnx
 
     from ..core.atomic import atomic_path
-    from ..runtime.session import ort_session
+    from ..runtime.backends.session import ort_session
 
     src = Path(src)
     dst = Path(dst) if dst is not None else src

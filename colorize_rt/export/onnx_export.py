@@ -40,7 +40,7 @@ OPSET = 17
 
 def ort_basic_optimize(src: Path, dst: Path) -> None:
     """ONNX Runtime's basic (hardware-independent, standard-op) graph rewrites, saved as ONNX."""
-    from ..runtime.session import ort_session
+    from ..runtime.backends.session import ort_session
 
     ort_session(src, optimization="basic", optimized_path=dst)
 

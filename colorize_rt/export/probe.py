@@ -24,7 +24,7 @@ def probe_metadata(reference: str | Path, temperature: float | None = None) -> d
         reference: the fp32 ONNX model the probe's reference output comes from.
         temperature: annealed-mean temperature (default: the model's own default).
     """
-    from ..runtime.selfcheck import make_probe
+    from ..runtime.backends.selfcheck import make_probe
 
     return {PROBE_KEY: make_probe(reference, temperature)}
 

@@ -10,7 +10,7 @@ always strongly typed). What this module decides:
 * a workspace limit per card profile and a persisted timing cache (a cache TensorRT rejects, e.g. one
   from another GPU or TensorRT version, is replaced by a fresh one, with a warning);
 * ``build_engine``: named steps (parse, configure, build, save), the engine written atomically with its
-  JSON sidecar (schema, compatibility rules and rebuild hint: ``colorize_rt.runtime.engine_description``).
+  JSON sidecar (schema, compatibility rules and rebuild hint: ``colorize_rt.runtime.backends.engine_description``).
 
 ``temperature`` is a real engine input (scalar fp32; one per sample, ``[N, 1]``, for Triton plans):
 TensorRT's ONNX parser imports a graph input that also has an initializer as a constant weight, so any
@@ -31,7 +31,7 @@ from ..core.atomic import atomic_write_bytes, atomic_write_text
 from ..core.constants import DEFAULT_T, NET_MULTIPLE
 from ..core.hashing import file_sha256
 from ..core.lazy import GPU_INSTALL, MissingDependency
-from ..runtime.engine_description import make_sidecar, sidecar_path
+from ..runtime.backends.engine_description import make_sidecar, sidecar_path
 from .graph import TEMPERATURE_INPUT, get_metadata, load_onnx, per_sample_temperature, temperature_as_input
 from .probe import ensure_probe
 

@@ -21,7 +21,7 @@ import shutil
 from pathlib import Path
 
 from ..core.atomic import atomic_path, atomic_write_text
-from ..runtime.runners import MODEL_INPUTS
+from ..runtime.backends.runners import MODEL_INPUTS
 
 PLATFORMS = {
     ".onnx": ("onnxruntime_onnx", "model.onnx"),

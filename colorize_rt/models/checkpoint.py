@@ -11,7 +11,7 @@ from typing import Any
 import torch
 
 from ..core.atomic import atomic_path
-from ..models import create_model
+from . import create_model
 
 
 def save_checkpoint(path: str | Path, state: dict[str, Any]) -> Path:

@@ -14,13 +14,13 @@ from collections.abc import Callable
 import numpy as np
 
 from ..core.constants import DEFAULT_T
-from .backends import BackendError, SelfCheckError, available_backends, open_runner
-from .images import DEFAULT_MAX_PIXELS, DecodedImage, ImageError, read_image, side_by_side, write_image
+from .backends.registry import BackendError, SelfCheckError, available_backends, open_runner
+from .backends.runners import predict_ab_batch
+from .backends.selfcheck import int8_cpu_choice, int8_dot_path, int8_path_description
+from .backends.shipped_models import SHIPPED, ModelError, model_metadata, model_summary, resolve_model
 from .limits import TEMPERATURE
-from .pipeline import colorize_fit, colorize_tiled, colorize_transfer, predict_single, prepare_fit, recombine
-from .runners import predict_ab_batch
-from .selfcheck import int8_cpu_choice, int8_dot_path, int8_path_description
-from .shipped_models import SHIPPED, ModelError, model_metadata, model_summary, resolve_model
+from .pipeline.images import DEFAULT_MAX_PIXELS, DecodedImage, ImageError, read_image, side_by_side, write_image
+from .pipeline.modes import colorize_fit, colorize_tiled, colorize_transfer, predict_single, prepare_fit, recombine
 
 METHODS = ("classification", "l2", "transfer")
 MODES = ("fit", "tiled")
@@ -88,7 +88,7 @@ class Colorizer:
         if session is not None:  # reuse the runner's session rather than opening the model twice
             self.metadata = dict(session.get_modelmeta().custom_metadata_map)
         else:
-            from .shipped_models import model_metadata
+            from .backends.shipped_models import model_metadata
 
             self.metadata = model_metadata(self.model_path)
 

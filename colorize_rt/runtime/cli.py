@@ -20,12 +20,12 @@ from ..core.constants import DEFAULT_T
 from ..core.files import IMAGE_EXTS
 from ..core.lazy import available
 from .api import METHODS, MODES
-from .backends import BACKENDS, BackendError, available_backends, ort_providers
-from .batch import Options, UsageError, check_outputs_writable, expand_inputs, plan_outputs, run_batch
-from .images import DEFAULT_MAX_PIXELS, ImageError, read_image
+from .backends.registry import BACKENDS, BackendError, available_backends, ort_providers
+from .backends.selfcheck import int8_dot_path, int8_path_description
+from .backends.shipped_models import ModelError
 from .limits import MAX_PIXELS, OVERLAP, QUALITY, SCALE, SIZE, TEMPERATURE, THREADS, TILE
-from .selfcheck import int8_dot_path, int8_path_description
-from .shipped_models import ModelError
+from .pipeline.folder import Options, UsageError, check_outputs_writable, expand_inputs, plan_outputs, run_batch
+from .pipeline.images import DEFAULT_MAX_PIXELS, ImageError, read_image
 
 PROG = "colorize-rt"
 

@@ -29,8 +29,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 
 from ..core.constants import NET_MULTIPLE
-from ..runtime.images import ImageHeader
-from ..runtime.pipeline import fit_shape, tile_grid, tile_starts
+from ..runtime.pipeline.images import ImageHeader
+from ..runtime.pipeline.modes import fit_shape, tile_grid, tile_starts
 
 MiB = 1 << 20
 # Working bytes per image pixel beyond the network, measured on the service (decode, L*, recombination,

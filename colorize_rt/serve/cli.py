@@ -6,7 +6,7 @@ import sys
 
 import click
 
-from ..runtime.backends import BACKENDS
+from ..runtime.backends.registry import BACKENDS
 from ..runtime.limits import MAX_PIXELS
 from . import DEFAULT_PORTS, UIS, launch
 

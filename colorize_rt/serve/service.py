@@ -19,10 +19,10 @@ import numpy as np
 from ..core.constants import DEFAULT_T
 from ..runtime import api
 from ..runtime.api import METHODS, MODES
-from ..runtime.backends import BackendError
-from ..runtime.images import ImageError, image_header, to_bgr_for_write
+from ..runtime.backends.registry import BackendError
 from ..runtime.limits import MAX_PIXELS, SIZE, TEMPERATURE, ParameterError
-from ..runtime.pipeline import gray_of
+from ..runtime.pipeline.images import ImageError, image_header, to_bgr_for_write
+from ..runtime.pipeline.modes import gray_of
 from .admission import Admission, AdmissionConfig, TooLarge, estimate_bytes, network_pixels
 from .cache import ResultCache, cache_key, format_cache_info
 

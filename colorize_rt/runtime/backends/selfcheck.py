@@ -21,12 +21,12 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from .. import __version__
-from ..core.atomic import atomic_write_text
-from ..core.cpu import cpu_flags, cpu_model, int8_dot_path
-from ..core.hashing import file_sha256
-from ..core.paths import cache_dir
-from ..core.probe import PROBE_KEY, PROBE_VERSION, TOLERANCES, ProbeError, compare, decode_probe, tolerance, within
+from ... import __version__
+from ...core.atomic import atomic_write_text
+from ...core.cpu import cpu_flags, cpu_model, int8_dot_path
+from ...core.hashing import file_sha256
+from ...core.paths import cache_dir
+from ...core.probe import PROBE_KEY, PROBE_VERSION, TOLERANCES, ProbeError, compare, decode_probe, tolerance, within
 from .runners import Runner, predict_ab
 
 CACHE_KIND = "selfcheck"
@@ -329,8 +329,8 @@ def make_probe(reference_model: str | Path, temperature: float | None = None) ->
     """
     import onnxruntime as ort
 
-    from ..core.constants import DEFAULT_T
-    from ..core.probe import decode_L, encode_probe, load_probe_input
+    from ...core.constants import DEFAULT_T
+    from ...core.probe import decode_L, encode_probe, load_probe_input
     from .runners import OrtRunner
 
     L_u8 = load_probe_input()

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .limits import THREADS
+from ..limits import THREADS
 
 CPU = ["CPUExecutionProvider"]
 QUIET = 4  # ONNX Runtime severity: 0 verbose .. 4 fatal; errors also come back as exceptions, reported in one line

@@ -12,8 +12,8 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from ..core.lazy import GPU_INSTALL, MissingDependency, available
-from ..core.paths import cache_dir
+from ...core.lazy import GPU_INSTALL, MissingDependency, available
+from ...core.paths import cache_dir
 from .runners import OrtRunner, Runner
 from .selfcheck import Verdict, cache_enabled, check_runner
 from .shipped_models import is_engine, model_metadata

@@ -21,8 +21,8 @@ import cv2
 import numpy as np
 from PIL import Image, ImageFile, UnidentifiedImageError
 
-from ..core.atomic import atomic_path
-from ..core.files import IMAGE_EXTS
+from ...core.atomic import atomic_path
+from ...core.files import IMAGE_EXTS
 
 DEFAULT_MAX_PIXELS = 200_000_000
 _SIXTEEN_BIT_EXTS = {".png", ".tif", ".tiff"}

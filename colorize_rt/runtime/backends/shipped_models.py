@@ -11,7 +11,7 @@ import os
 from functools import lru_cache
 from pathlib import Path
 
-from ..core.hashing import file_sha256
+from ...core.hashing import file_sha256
 from .session import ort_session
 
 SHIPPED = {"default": "default.onnx", "default-int8": "default-int8.onnx", "default-l2": "default-l2.onnx"}
@@ -24,7 +24,7 @@ class ModelError(ValueError):
 
 def assets_dir() -> Path:
     env = os.environ.get("COLORIZE_RT_ASSETS")
-    return Path(env) if env else Path(__file__).resolve().parent.parent / "assets"
+    return Path(env) if env else Path(__file__).resolve().parents[2] / "assets"
 
 
 def resolve_model(name: str | Path = "default") -> Path:

@@ -20,9 +20,9 @@ from dataclasses import dataclass, replace
 import cv2
 import numpy as np
 
-from ..core.color import l_to_gray_rgb
-from ..core.constants import NET_MIN_SIDE, NET_MULTIPLE
-from ..core.netinput import pad_to_multiple
+from ...core.color import l_to_gray_rgb
+from ...core.constants import NET_MIN_SIDE, NET_MULTIPLE
+from ...core.netinput import pad_to_multiple
 from .compose import Palette, ab_pairs, gray_table_pixels, l_star, lab_to_pixels
 from .images import DecodedImage
 from .remap import remap

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..core.constants import DEFAULT_T
-from ..core.netinput import pad_to_multiple
+from ...core.constants import DEFAULT_T
+from ...core.netinput import pad_to_multiple
 from .session import ort_session
 
 # ONNX Runtime's CPU arena keeps its peak: one 1024² run of the default model leaves ~370 MB held for the

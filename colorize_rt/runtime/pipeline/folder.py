@@ -16,8 +16,8 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..core.atomic import check_writable, clean_stale_temps
-from ..core.files import IMAGE_EXTS
+from ...core.atomic import check_writable, clean_stale_temps
+from ...core.files import IMAGE_EXTS
 from .images import (
     DEFAULT_MAX_PIXELS,
     ImageError,
@@ -26,7 +26,7 @@ from .images import (
     write_bgr,
     write_image,
 )
-from .pipeline import gray_of, recombine_bgr
+from .modes import gray_of, recombine_bgr
 
 _GLOB_CHARS = set("*?[")
 

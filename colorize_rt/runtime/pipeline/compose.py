@@ -26,8 +26,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from ..core.color import Y_FROM_LINEAR_RGB, l_from_y, lab_to_rgb_unclipped, srgb_to_linear
-from ..core.paths import cache_dir
+from ...core.color import Y_FROM_LINEAR_RGB, l_from_y, lab_to_rgb_unclipped, srgb_to_linear
+from ...core.paths import cache_dir
 from .remap import remap
 
 AB_MIN = -128  # a and b of table index 0 (the table path rounds ab to integers: error <= 0.5)

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..core.lazy import require
+from ...core.lazy import require
 from .engine_description import EngineMismatch, check_compatible, load_sidecar, rebuild_hint, temperature_default
 from .runners import Runner
 

@@ -1,7 +1,7 @@
 """What a colorize-rt TensorRT engine is and where it may run: the one home of the engine description.
 
 Torch-free and TensorRT-free: the builder (``colorize_rt.export.tensorrt_engine``) writes this
-description, the runner (``colorize_rt.runtime.tensorrt_runner``) and the tools read it.
+description, the runner (``colorize_rt.runtime.backends.tensorrt_runner``) and the tools read it.
 
 * The **sidecar** ``<engine>.json`` (``make_sidecar``, ``sidecar_path``, ``load_sidecar``): TensorRT
   version, GPU name and compute capability, card profile, precision, ONNX sha256, the input shape ranges
@@ -28,7 +28,7 @@ import re
 import time
 from pathlib import Path
 
-from ..core.constants import DEFAULT_T
+from ...core.constants import DEFAULT_T
 
 SIDECAR_FORMAT = 1
 # (build major, runtime major) pairs TensorRT documents for version-compatible engines across majors.

@@ -20,9 +20,9 @@ import tempfile
 from functools import lru_cache
 from pathlib import Path
 
-from ..core.cpu import cpu_flags
-from ..core.hashing import file_sha256
-from ..core.paths import cache_dir
+from ...core.cpu import cpu_flags
+from ...core.hashing import file_sha256
+from ...core.paths import cache_dir
 from .session import ort_session
 
 CACHE_ENV = "COLORIZE_RT_ORT_CACHE"
