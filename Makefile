@@ -2,7 +2,7 @@ PY ?= .venv/bin/python
 PIP ?= $(PY) -m pip
 RUNS ?= $(HOME)/colorize-runs
 
-.PHONY: setup demo test test-fast lint train export-trt bench serve clean gpu-check
+.PHONY: setup services demo test test-fast lint train export-trt bench serve clean gpu-check
 
 .venv/bin/python:
 	python3 -m venv .venv
@@ -21,7 +21,12 @@ demo: setup
 serve: setup
 	$(dir $(PY))colorize-rt serve --ui gradio
 
-test: setup lint
+# Redis, Chromium and chromedriver for the real-component tests: installed with apt-get where possible,
+# otherwise one line names what is missing and those tests skip with that reason.
+services:
+	@scripts/test_services.sh
+
+test: setup lint services
 	$(PY) -m pytest -q
 
 test-fast: setup

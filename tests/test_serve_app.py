@@ -102,6 +102,7 @@ def test_other_methods_are_405_and_form_uploads_get_a_hint(app):
     assert code == 200
 
 
+@needs_redis
 def test_redis_stopped_while_the_app_serves(app, redis_server):
     """Runs last in this module: it kills the module's redis-server."""
     assert stats(app)["backend"] == "redis"
