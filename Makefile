@@ -2,7 +2,7 @@ PY ?= .venv/bin/python
 PIP ?= $(PY) -m pip
 RUNS ?= $(HOME)/colorize-runs
 
-.PHONY: setup services demo test test-fast lint train export-trt bench serve clean gpu-check
+.PHONY: setup test-programs demo test test-fast lint train export-trt bench serve clean gpu-check
 
 .venv/bin/python:
 	python3 -m venv .venv
@@ -23,10 +23,10 @@ serve: setup
 
 # Redis, Chromium and chromedriver for the real-component tests: installed with apt-get where possible,
 # otherwise one line names what is missing and those tests skip with that reason.
-services:
-	@scripts/test_services.sh
+test-programs:
+	@scripts/install_test_programs.sh
 
-test: setup lint services
+test: setup lint test-programs
 	$(PY) -m pytest -q
 
 test-fast: setup
