@@ -100,7 +100,8 @@ def test_interface_opset_and_checks(exported):
         "W",
     ]
     assert len(ins["temperature"].type.tensor_type.shape.dim) == 0  # scalar
-    (out,) = m.graph.output
+    out, logits = m.graph.output  # ab, and the optional 313-bin logits the palette reads
+    assert logits.name == "logits" and [d.dim_param or d.dim_value for d in logits.type.tensor_type.shape.dim][:2] == ["N", 313]
     assert out.name == "ab" and [d.dim_param or d.dim_value for d in out.type.tensor_type.shape.dim] == [
         "N",
         2,

@@ -26,3 +26,40 @@ def annealed_mean(logits: np.ndarray, temperature: float = DEFAULT_T, axis: int 
     p = softmax(np.asarray(logits, np.float64) / temperature, axis)
     ab = np.tensordot(np.moveaxis(p, axis, -1), ab_bins().astype(np.float64), axes=([-1], [0]))
     return np.moveaxis(ab, -1, axis).astype(np.float32)
+
+
+PALETTE_ROUNDS = 8  # proportional-fitting rounds (3..10 converge on real photos)
+
+
+def palette_log_weights(
+    logits: np.ndarray, target: np.ndarray, temperature: float = DEFAULT_T, rounds: int = PALETTE_ROUNDS
+) -> np.ndarray:
+    """Log-weights per bin that move the image-average annealed distribution toward ``target`` (iterative
+    proportional fitting in log space): ``w += log(target / mean_pixels softmax(logits / T + w))``.
+
+    Decode with ``annealed_mean(logits + T * w, T)`` (the same distribution the fitting saw).
+
+    Args:
+        logits: (N, 313, h, w) network logits (one image's pixels are pooled over N, h and w).
+        target: (313,) target distribution (``core.prior.palette_target``).
+        temperature: the annealed-mean temperature the result will be decoded at.
+        rounds: fitting rounds (0 gives zero weights).
+
+    Returns:
+        (313,) float64 log-weights, on the ``logits / T`` scale.
+    """
+    if temperature <= 0:
+        raise ValueError(f"temperature must be > 0; got {temperature}")
+    t = np.asarray(target, np.float64)
+    z = np.moveaxis(np.asarray(logits, np.float32), 1, -1).reshape(-1, t.size) / np.float32(temperature)
+    z -= z.max(axis=1, keepdims=True)
+    e = np.exp(z)  # softmax(z + w) = e * exp(w) / row sum: one exp, then only products per round
+    w = np.zeros(t.size, np.float64)
+    for _ in range(rounds):
+        ew = np.exp(w - w.max()).astype(np.float32)
+        p = e * ew
+        p /= p.sum(axis=1, keepdims=True)
+        q = p.mean(axis=0, dtype=np.float64)
+        w += np.log(np.maximum(t, 1e-12) / np.maximum(q, 1e-12))
+        w -= w.max()
+    return w

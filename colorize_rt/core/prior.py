@@ -55,3 +55,28 @@ def rebalance_weights(p: np.ndarray, lam: float = LAMBDA_REBAL, sigma: float = S
     p_s = smooth_prior(p / p.sum(), sigma) if smooth else p / p.sum()
     w = 1.0 / ((1.0 - lam) * p_s + lam / NUM_BINS)
     return (w / (p_s * w).sum()).astype(np.float32)
+
+
+PALETTE_UNIFORM = 0.1  # share of the uniform distribution mixed into a palette's target histogram
+
+
+def palette_target(counts: np.ndarray, uniform: float = PALETTE_UNIFORM) -> np.ndarray:
+    """A palette's target distribution over the 313 bins: the normalised ``counts`` mixed with a uniform share.
+
+    Args:
+        counts: (313,) non-negative bin counts (``bin_histogram`` of a reference's ab, or of a few colours).
+        uniform: share of the uniform distribution (0..1): bins the reference never shows keep some mass, so
+            the proportional fitting never drives a pixel's distribution to zero everywhere.
+
+    Returns:
+        (313,) float64 summing to 1.
+
+    Raises:
+        ValueError: not 313 finite non-negative counts with a positive sum, or ``uniform`` outside 0..1.
+    """
+    c = np.asarray(counts, np.float64)
+    if c.shape != (NUM_BINS,) or not np.isfinite(c).all() or (c < 0).any() or c.sum() <= 0:
+        raise ValueError(f"a palette needs {NUM_BINS} non-negative counts with a positive sum; got shape {c.shape}")
+    if not 0.0 <= uniform <= 1.0:
+        raise ValueError(f"uniform must be in 0..1; got {uniform}")
+    return (1.0 - uniform) * c / c.sum() + uniform / NUM_BINS

@@ -252,3 +252,92 @@ def rewrite_temperature_input(src: str | Path, dst: str | Path | None = None, *,
         if TEMPERATURE_INPUT not in [i.name for i in new_sess.get_inputs()]:
             raise RuntimeError(f"{src.name}: temperature is not an input after the rewrite")
     return {"changed": had_init or dst != src, "default_temperature": default, "max_abs_diff": diff}
+
+
+LOGITS_DOC = (
+    "The network's 313-bin logits (N, 313, H/4, W/4) float32 before the temperature softmax, at network resolution; "
+    "ONNX Runtime computes it only when asked for (the palette re-weighting reads it); 'ab' does not depend on it."
+)
+
+
+def expose_logits(model_proto) -> bool:
+    """Add the graph output ``logits`` (in place): the tensor the decode head divides by ``temperature``, renamed.
+
+    Nothing is computed differently: the tensor is renamed and listed as an output, so ``ab`` stays
+    bit-identical and a runner that asks only for ``ab`` pays nothing. L2 models (no 313-bin head) are left
+    alone. Idempotent.
+
+    Args:
+        model_proto: a colorize-rt ``onnx.ModelProto`` (fp32, fp16 or INT8 Q/DQ).
+
+    Returns:
+        Whether the model has a ``logits`` output now.
+    """
+    from onnx import TensorProto, helper
+
+    from ..runtime.backends.runners import LOGITS_OUTPUT
+
+    graph = model_proto.graph
+    if any(o.name == LOGITS_OUTPUT for o in graph.output):
+        return True
+    divs = [n for n in graph.node if n.name.startswith(DECODE_PREFIX) and n.op_type == "Div" and TEMPERATURE_INPUT in n.input]
+    if len(divs) != 1:
+        return False  # an L2 head: no distribution to expose
+    old = next(x for x in divs[0].input if x != TEMPERATURE_INPUT)
+    for node in graph.node:
+        node.input[:] = [LOGITS_OUTPUT if x == old else x for x in node.input]
+        node.output[:] = [LOGITS_OUTPUT if x == old else x for x in node.output]
+    for vi in graph.value_info:
+        if vi.name == old:
+            vi.name = LOGITS_OUTPUT
+    out = helper.make_tensor_value_info(LOGITS_OUTPUT, TensorProto.FLOAT, ["N", 313, "h", "w"])
+    out.doc_string = LOGITS_DOC
+    graph.output.append(out)
+    return True
+
+
+def rewrite_logits_output(src: str | Path, dst: str | Path | None = None) -> dict:
+    """File-level ``expose_logits``: written atomically (default: in place), every metadata entry kept, and
+    only if ONNX Runtime gives a bit-identical ``ab`` (at two temperatures and two sizes) from the new file.
+
+    Args:
+        src: the ONNX file.
+        dst: where to write (default ``src``).
+
+    Returns:
+        {"changed": bool, "has_logits": bool}.
+
+    Raises:
+        RuntimeError: ``ab`` changed; nothing written.
+    """
+    import onnx
+
+    from ..core.atomic import atomic_path
+    from ..runtime.backends.session import ort_session
+
+    src = Path(src)
+    dst = Path(dst) if dst is not None else src
+    model = onnx.load(str(src))
+    before = model.SerializeToString()
+    if not expose_logits(model):
+        return {"changed": False, "has_logits": False}
+    if model.SerializeToString() == before and dst == src:
+        return {"changed": False, "has_logits": True}
+    onnx.checker.check_model(model)
+    rng = np.random.default_rng(0)
+    feeds = [
+        {"L": rng.uniform(0, 100, (1, 1, h, w)).astype(np.float32), TEMPERATURE_INPUT: np.array(t, np.float32)}
+        for (h, w), t in (((64, 48), 0.38), ((256, 192), 1.0))
+    ]
+    old_sess = ort_session(src)
+    with atomic_path(dst) as tmp:
+        onnx.save(model, str(tmp))
+        new_sess = ort_session(tmp)
+        for feed in feeds:
+            old = old_sess.run(["ab"], feed)[0]
+            new, logits = new_sess.run(["ab", "logits"], feed)
+            if not np.array_equal(old, new):
+                raise RuntimeError(f"{src.name}: 'ab' changed after exposing the logits; nothing written")
+            if logits.shape[1] != 313:
+                raise RuntimeError(f"{src.name}: the exposed logits have shape {logits.shape}, not (N, 313, h, w)")
+    return {"changed": True, "has_logits": True}

@@ -6,7 +6,9 @@ Interface (every exported model, whatever its variant or precision):
           ONNX parser would freeze an initializer as a constant and OpenCV dnn could not set it. Its
           default (0.38 = ``DEFAULT_T`` unless ``--temperature`` says otherwise) is recorded in the
           metadata ``default_temperature`` and the input's doc string; every client feeds it,
-  output  ``ab`` float32 [N, 2, H, W].
+  output  ``ab`` float32 [N, 2, H, W],
+  output  ``logits`` float32 [N, 313, H/4, W/4] (classification heads only): the network's logits before the
+          temperature softmax, computed only when a caller asks for it (the palette re-weighting).
 
 Exact simplifications only: BN-after-ReLU scales folded into the preceding conv (``fold.py``), the
 exporter's constant folding (which also folds BN that directly follows a conv), then ONNX Runtime's
@@ -32,7 +34,7 @@ from ..core.constants import AB_NORM, DEFAULT_T, L_CENT, L_NORM
 from ..core.lazy import require
 from ..models.decode import ColorizationGraph
 from .fold import fold_bn_after_relu
-from .graph import decode_nodes, name_nodes, set_metadata, temperature_as_input
+from .graph import decode_nodes, expose_logits, name_nodes, set_metadata, temperature_as_input
 from .probe import probe_metadata
 
 OPSET = 17
@@ -124,6 +126,7 @@ def export_onnx(
         meta.update({k: str(v) for k, v in (metadata or {}).items()})
         set_metadata(proto, meta)
         temperature_as_input(proto, default_temperature)
+        expose_logits(proto)  # the optional 313-bin output the palette reads (classification heads only)
         onnx.checker.check_model(proto)
         proto = onnx.shape_inference.infer_shapes(proto, check_type=True, strict_mode=True)
         final = Path(tmpdir) / "final.onnx"

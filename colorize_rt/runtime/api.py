@@ -15,9 +15,11 @@ import numpy as np
 
 from ..core.constants import DEFAULT_T
 from .backends.registry import BackendError, SelfCheckError, available_backends, open_runner
-from .backends.runners import predict_ab_batch
+from .backends.runners import predict_ab_batch, predict_logits_batch
 from .backends.selfcheck import int8_cpu_choice, int8_dot_path, int8_path_description
 from .backends.shipped_models import SHIPPED, ModelError, model_metadata, model_summary, resolve_model
+from .guidance.apply import colorize_guided
+from .guidance.spec import PaletteTarget, PointHint
 from .limits import TEMPERATURE
 from .pipeline.images import DEFAULT_MAX_PIXELS, DecodedImage, ImageError, read_image, side_by_side, write_image
 from .pipeline.modes import colorize_fit, colorize_tiled, colorize_transfer, predict_single, prepare_fit, recombine
@@ -130,6 +132,15 @@ class Colorizer:
     def _predictor(self, temperature: float | None):
         return lambda L: self.predict(L, temperature)
 
+    def predict_with_logits(self, L: np.ndarray, temperature: float | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """L* (N, 1, H, W) -> (ab (N, 2, H, W), 313-bin logits (N, 313, H/4, W/4)); ValueError for a model without
+        the ``logits`` output (an L2 model)."""
+        if self.runner is None:
+            raise ModelError("method 'transfer' runs no network")
+        t = self.default_temperature if temperature is None else TEMPERATURE.check(temperature)
+        with self._lock:
+            return predict_logits_batch(self.runner, L, t)
+
     # -- pipeline ---------------------------------------------------------------------------------------
     def colorize(
         self,
@@ -143,8 +154,22 @@ class Colorizer:
         reference: DecodedImage | None = None,
         scale: float = 1.0,
         batch: int = 4,
+        hints: list[PointHint] | None = None,
+        palette: PaletteTarget | None = None,
     ) -> DecodedImage:
-        """Colorize ``image`` (its L* is kept, ab predicted); same size, alpha and bit depth as the input."""
+        """Colorize ``image`` (its L* is kept, ab predicted); same size, alpha and bit depth as the input.
+
+        ``hints`` (``runtime.guidance.spec``: points in the image's pixels) and ``palette`` guide the colours (fit
+        mode, classification models; see docs/hints.md). Without them the output is unchanged.
+        """
+        if hints or palette is not None:
+            if self.method != "classification" or mode != "fit":
+                raise ModelError("hints and a palette need method 'classification' and mode 'fit'")
+            if palette is not None and not getattr(self.runner, "has_output", lambda _: False)("logits"):
+                raise ModelError(f"{self.model_path.name} has no 313-bin 'logits' output: a palette needs a classification model")
+            t = self.default_temperature if temperature is None else TEMPERATURE.check(temperature)
+            logits = (lambda L: self.predict_with_logits(L, t)) if palette is not None else None
+            return colorize_guided(image, self._predictor(t), logits, size, hints, palette, t)
         if self.method == "transfer":
             if reference is None:
                 raise ModelError("method 'transfer' needs a reference image (--reference IMG)")

@@ -96,3 +96,8 @@ MAX_PIXELS = Bound("max_pixels", 0, 10**12)  # decompression-bomb guard (0 = no 
 # ONNX Runtime intra-op threads (0 = its default, all cores). Each thread costs a stack and a spinning core;
 # --threads 99999 once took 16 GB and the whole machine.
 THREADS = Bound("threads", 0, 256)
+# Point hints and palettes (runtime.guidance): how many hints a request may carry, a hint's radius in input-image
+# pixels, and how many colours a "#hex,#hex,..." palette may list.
+HINT_COUNT = Bound("hints", 0, 1000)
+HINT_RADIUS = Bound("hint radius", 0, 4096, float)
+PALETTE_COLOURS = Bound("palette colours", 1, 1000)

@@ -17,6 +17,9 @@ from .session import ort_session
 # of four 512² tiles) the arena stays warm, so the common sizes do not re-allocate on every run.
 ARENA_KEEP_PIXELS = 1024 * 1024
 MODEL_INPUTS = ("L", "temperature")  # what every colorize-rt export takes (temperature may be an initializer)
+# An optional output of classification exports: the 313-bin logits at network resolution (the palette reads them).
+# Runners compute it only when a caller names it in ``infer(feed, outputs=...)``.
+LOGITS_OUTPUT = "logits"
 
 
 def check_model_inputs(inputs: list[str], path: str | Path, outputs: list[str] | None = None) -> None:
@@ -56,10 +59,19 @@ class Runner:
             self.deactivate_impl()
             self.is_active = False
 
-    def infer(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    def infer(self, feed: dict[str, np.ndarray], outputs: tuple[str, ...] | None = None) -> dict[str, np.ndarray]:
+        """Run the model.
+
+        Args:
+            feed: input name -> array.
+            outputs: the outputs wanted; None: every output but the optional ``logits``.
+
+        Returns:
+            Output name -> array.
+        """
         if not self.is_active:
             raise RuntimeError(f"runner {self.name} is not active; call activate() or use it as a context manager")
-        return self.infer_impl(feed)
+        return self.infer_impl(feed) if outputs is None else self.infer_impl(feed, outputs=tuple(outputs))
 
     def __enter__(self) -> Runner:
         return self.activate()
@@ -148,14 +160,18 @@ class OrtRunner(Runner):
     def accepts(self, name: str) -> bool:
         return name in self._accepted
 
-    def infer_impl(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    def has_output(self, name: str) -> bool:
+        return name in self._outputs
+
+    def infer_impl(self, feed: dict[str, np.ndarray], outputs: tuple[str, ...] | None = None) -> dict[str, np.ndarray]:
+        names = [o for o in self._outputs if o != LOGITS_OUTPUT] if outputs is None else list(outputs)
         feed = {k: v for k, v in feed.items() if k in self._accepted}
         t = feed.get("temperature")
         if t is not None and np.ndim(t) != self._t_rank and np.size(t) == 1:
             feed["temperature"] = np.asarray(t, dtype=np.float32).reshape((1,) * self._t_rank)
         pixels = max((np.size(v) for v in feed.values()), default=0)
         options = self._shrink if self._shrink is not None and pixels > self.arena_keep_pixels else None
-        return dict(zip(self._outputs, self.session.run(self._outputs, feed, options), strict=True))
+        return dict(zip(names, self.session.run(names, feed, options), strict=True))
 
 
 def predict_ab(runner: Runner, L: np.ndarray, temperature: float = DEFAULT_T) -> np.ndarray:
@@ -174,3 +190,27 @@ def predict_ab_batch(runner: Runner, L: np.ndarray, temperature: float = DEFAULT
         "temperature": np.array(temperature, dtype=np.float32),
     }
     return np.asarray(runner.infer(feed)["ab"], dtype=np.float32)
+
+
+def predict_logits_batch(runner: Runner, L: np.ndarray, temperature: float = DEFAULT_T) -> tuple[np.ndarray, np.ndarray]:
+    """``predict_ab_batch`` that also returns the 313-bin logits (for the palette re-weighting).
+
+    Args:
+        runner: an active runner over a classification export with the ``logits`` output.
+        L: (N, 1, H, W) float32, H and W multiples of 8.
+        temperature: the annealed-mean temperature.
+
+    Returns:
+        (ab (N, 2, H, W), logits (N, 313, H/4, W/4)), float32.
+
+    Raises:
+        ValueError: the model has no ``logits`` output (an L2 model, or an export older than the output).
+    """
+    if not getattr(runner, "has_output", lambda _: False)(LOGITS_OUTPUT):
+        raise ValueError("this model has no 313-bin 'logits' output (an L2 model or an older export): a palette needs one")
+    feed = {
+        "L": np.ascontiguousarray(L, dtype=np.float32),
+        "temperature": np.array(temperature, dtype=np.float32),
+    }
+    out = runner.infer(feed, outputs=("ab", LOGITS_OUTPUT))
+    return np.asarray(out["ab"], dtype=np.float32), np.asarray(out[LOGITS_OUTPUT], dtype=np.float32)

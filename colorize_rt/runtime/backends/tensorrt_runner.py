@@ -26,7 +26,7 @@ import numpy as np
 
 from ...core.lazy import require
 from .engine_description import EngineMismatch, check_compatible, load_sidecar, rebuild_hint, temperature_default
-from .runners import Runner
+from .runners import LOGITS_OUTPUT, Runner
 
 _TEMPERATURE = "temperature"
 
@@ -203,18 +203,22 @@ class TrtRunner(Runner):
         """The runner's CUDA stream as the integer handle TensorRT's Python API takes."""
         return int(self.stream)
 
-    def infer_impl(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    def has_output(self, name: str) -> bool:
+        return name in self._outputs
+
+    def infer_impl(self, feed: dict[str, np.ndarray], outputs: tuple[str, ...] | None = None) -> dict[str, np.ndarray]:
+        wanted = tuple(o for o in self._outputs if o != LOGITS_OUTPUT) if outputs is None else outputs
         L = feed.get("L")
         if L is None or not self._profiles:
-            return self._run(feed)
+            return self._run(feed, wanted)
         L = np.asarray(L)
         k = pick_profile(L.shape, self._profiles)
         if k is not None:
             self._switch(k)
-            return self._run(feed)
-        return self._fit(feed, L)
+            return self._run(feed, wanted)
+        return self._fit(feed, L, wanted)
 
-    def _fit(self, feed: dict, L: np.ndarray) -> dict[str, np.ndarray]:
+    def _fit(self, feed: dict, L: np.ndarray, wanted: tuple[str, ...]) -> dict[str, np.ndarray]:
         """Split a batch no profile holds, or pad an image below every profile's minimum."""
         n, _, h, w = L.shape
         fits = [(p[2][0], k, hw) for k, p in enumerate(self._profiles) if (hw := padded_hw(L.shape, p)) is not None]
@@ -227,14 +231,20 @@ class TrtRunner(Runner):
         max_n, k, (ph, pw) = max(fits)
         if n > max_n:
             parts = [
-                self.infer_impl({**feed, "L": L[i : i + max_n], **self._temperature_slice(feed, i, max_n)})
+                self.infer_impl({**feed, "L": L[i : i + max_n], **self._temperature_slice(feed, i, max_n)}, wanted)
                 for i in range(0, n, max_n)
             ]
             return {name: np.concatenate([p[name] for p in parts]) for name in parts[0]}
         padded = np.pad(L, ((0, 0), (0, 0), (0, ph - h), (0, pw - w)), mode="edge")
         self._switch(k)
-        out = self._run({**feed, "L": padded})
-        return {name: (a[..., :h, :w] if a.ndim == 4 and a.shape[-2:] == (ph, pw) else a) for name, a in out.items()}
+        out = self._run({**feed, "L": padded}, wanted)
+        # ab is at input resolution, the logits at a quarter of it (the network's stride 4 before the decode's x4)
+        crop = {(ph, pw): (h, w), (ph // 4, pw // 4): (-(-h // 4), -(-w // 4))}
+        for name, a in out.items():
+            if a.ndim == 4 and a.shape[-2:] in crop:
+                ch, cw = crop[a.shape[-2:]]
+                out[name] = a[..., :ch, :cw]
+        return out
 
     @staticmethod
     def _temperature_slice(feed: dict, start: int, count: int) -> dict:
@@ -311,7 +321,7 @@ class TrtRunner(Runner):
             outs[name] = (host, ptr)
         return outs
 
-    def _run(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    def _run(self, feed: dict[str, np.ndarray], wanted: tuple[str, ...] = ("ab",)) -> dict[str, np.ndarray]:
         cudart = self._cudart
         keep: list[np.ndarray] = []  # host arrays stay alive until the stream is synchronised
         bound = self._bind_inputs(feed, keep)
@@ -322,6 +332,10 @@ class TrtRunner(Runner):
         if not self.context.execute_async_v3(self.stream_handle):
             raise RuntimeError(f"TensorRT execute_async_v3 failed for {self.engine_path.name} (see TensorRT's messages above)")
         d2h = cudart.cudaMemcpyKind.cudaMemcpyDeviceToHost
+        unknown = [name for name in wanted if name not in outs]
+        if unknown:
+            raise ValueError(f"{self.engine_path.name} has no output {unknown[0]!r}; its outputs are {', '.join(outs)}")
+        outs = {name: outs[name] for name in wanted}  # every output is bound; only the wanted ones are copied back
         for name, (host, ptr) in outs.items():
             _check(
                 cudart,

@@ -1,0 +1,211 @@
+"""Parsing and validation of point hints and palettes: ONE place for the CLI, the library API, the HTTP API and the UI.
+
+A hint is ``(x, y)`` in the input image's pixel coordinates (0 <= x < width, 0 <= y < height), a colour and a
+radius in input pixels (0: the one network pixel under the point). A palette is a reference photo's colours or a
+list of ``#rrggbb`` colours. Every mistake raises :class:`GuidanceError` with one line naming what is wrong.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from dataclasses import dataclass
+
+import numpy as np
+
+from ...core.color import rgb_to_lab
+from ...core.constants import NUM_BINS
+from ...core.prior import bin_histogram, palette_target
+from ..limits import HINT_COUNT, HINT_RADIUS, PALETTE_COLOURS, ParameterError
+
+_HEX = re.compile(r"#?([0-9a-fA-F]{6})")
+_KEYS = {"x", "y", "color", "radius"}
+
+
+class GuidanceError(ValueError):
+    """A hint or palette that cannot be used; the message is one line."""
+
+
+@dataclass(frozen=True)
+class PointHint:
+    """One point hint: centre ``(x, y)`` in input pixels, colour as CIE ``(a, b)``, radius in input pixels."""
+
+    x: float
+    y: float
+    ab: tuple[float, float]
+    radius: float = 0.0
+
+    def key(self) -> str:
+        """Returns: a canonical text form (for cache keys)."""
+        return f"{self.x:.3f},{self.y:.3f},{self.ab[0]:.3f},{self.ab[1]:.3f},{self.radius:.3f}"
+
+
+def hex_to_ab(text: str) -> tuple[float, float]:
+    """``#rrggbb`` (the ``#`` optional) -> CIE (a, b) of that sRGB colour.
+
+    Raises:
+        GuidanceError: not six hex digits.
+    """
+    m = _HEX.fullmatch(str(text).strip())
+    if not m:
+        shown = str(text)[:20]
+        raise GuidanceError(f"colour must be #rrggbb (six hex digits); got {shown!r}")
+    rgb = np.array([int(m.group(1)[i : i + 2], 16) for i in (0, 2, 4)], np.float32) / 255.0
+    lab = rgb_to_lab(rgb)
+    return float(lab[1]), float(lab[2])
+
+
+def _number(value, what: str) -> float:
+    if isinstance(value, bool):
+        raise GuidanceError(f"hint {what} must be a number; got {value!r}")
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise GuidanceError(f"hint {what} must be a number; got {str(value)[:20]!r}") from None
+    if not math.isfinite(number):
+        raise GuidanceError(f"hint {what} must be a finite number; got {value!r}")
+    return number
+
+
+def make_hint(x, y, color: str, radius=0.0) -> PointHint:
+    """One hint from its parts (numbers may be strings).
+
+    Raises:
+        GuidanceError: a coordinate that is not a finite number, a malformed colour, a radius outside 0..4096 or NaN.
+    """
+    try:
+        r = HINT_RADIUS.check(radius)
+    except ParameterError as exc:
+        raise GuidanceError(str(exc)) from None
+    return PointHint(_number(x, "x"), _number(y, "y"), hex_to_ab(color), float(r))
+
+
+def parse_hint(text: str) -> PointHint:
+    """``X,Y,#RRGGBB[,R]`` (the CLI's ``--hint``) -> a hint.
+
+    Raises:
+        GuidanceError: not 3 or 4 comma-separated fields, or a bad field.
+    """
+    parts = [p.strip() for p in str(text).split(",")]
+    if len(parts) not in (3, 4):
+        raise GuidanceError(f"a hint is X,Y,#RRGGBB[,RADIUS]; got {str(text)[:40]!r}")
+    return make_hint(*parts)
+
+
+def hints_from_json(data) -> list[PointHint]:
+    """A JSON list of ``{"x", "y", "color", "radius"?}`` objects (text or already parsed) -> hints.
+
+    Raises:
+        GuidanceError: not JSON, not a list of such objects, unknown keys, more than 1,000 hints, a bad field.
+    """
+    if isinstance(data, (str, bytes)):
+        try:
+            data = json.loads(data)
+        except (ValueError, RecursionError):
+            raise GuidanceError("hints must be a JSON list of {x, y, color, radius} objects; got invalid JSON") from None
+    if not isinstance(data, list):
+        raise GuidanceError(f"hints must be a JSON list of objects; got {type(data).__name__}")
+    check_hint_count(len(data))
+    hints = []
+    for i, item in enumerate(data):
+        if not isinstance(item, dict) or not {"x", "y", "color"} <= set(item) or set(item) - _KEYS:
+            raise GuidanceError(f"hint {i}: needs keys x, y, color (and optionally radius), nothing else; got {str(item)[:60]}")
+        try:
+            hints.append(make_hint(item["x"], item["y"], item["color"], item.get("radius", 0.0)))
+        except GuidanceError as exc:
+            raise GuidanceError(f"hint {i}: {exc}") from None
+    return hints
+
+
+def check_hint_count(n: int) -> None:
+    """Raises: GuidanceError: more hints than ``HINT_COUNT`` allows (1,000)."""
+    if n > HINT_COUNT.hi:
+        raise GuidanceError(f"at most {int(HINT_COUNT.hi):,} hints per image; got {n:,}")
+
+
+def check_hints(hints: list[PointHint], width: int, height: int) -> list[PointHint]:
+    """Refuse hints outside the image (or too many of them).
+
+    Args:
+        hints: parsed hints.
+        width: the input image's width in pixels.
+        height: its height.
+
+    Returns:
+        ``hints`` unchanged.
+
+    Raises:
+        GuidanceError: a hint outside ``0 <= x < width``, ``0 <= y < height``, or more than 1,000 hints.
+    """
+    check_hint_count(len(hints))
+    for i, h in enumerate(hints):
+        if not (0 <= h.x < width and 0 <= h.y < height):
+            raise GuidanceError(f"hint {i} at ({h.x:g}, {h.y:g}) is outside the {width}x{height} image")
+    return hints
+
+
+@dataclass(frozen=True)
+class PaletteTarget:
+    """A palette as the target distribution over the 313 ab bins (smoothed with a uniform share), and where it came
+    from (for messages and cache keys)."""
+
+    target: np.ndarray
+    label: str
+
+    def key(self) -> str:
+        """Returns: a digest of the target (for cache keys)."""
+        import hashlib
+
+        return hashlib.sha256(np.ascontiguousarray(self.target, np.float64).tobytes()).hexdigest()[:24]
+
+
+def palette_from_ab(ab: np.ndarray, label: str = "ab") -> PaletteTarget:
+    """A palette from ab values (..., 2): their 313-bin histogram, smoothed.
+
+    Raises:
+        GuidanceError: no pixels, or no colour at all (every pixel gray: a gray reference has no palette).
+    """
+    ab = np.asarray(ab, np.float32).reshape(-1, 2)
+    if ab.size == 0:
+        raise GuidanceError("the palette is empty")
+    chroma = np.hypot(ab[:, 0], ab[:, 1])
+    if float(np.percentile(chroma, 99)) < 2.0:
+        raise GuidanceError(f"the palette {label} has no colour (a gray image?)")
+    return PaletteTarget(palette_target(bin_histogram(ab)), label)
+
+
+def palette_from_colors(text: str) -> PaletteTarget:
+    """``"#hex,#hex,..."`` -> a palette where the listed colours are equally likely.
+
+    Raises:
+        GuidanceError: an empty list, a malformed colour, more than 1,000 colours.
+    """
+    items = [c.strip() for c in str(text).split(",") if c.strip()]
+    if not items:
+        raise GuidanceError("the palette is empty: give a reference image or colours like '#aa3311,#2266cc'")
+    if len(items) > PALETTE_COLOURS.hi:
+        raise GuidanceError(f"at most {int(PALETTE_COLOURS.hi):,} palette colours; got {len(items):,}")
+    ab = np.array([hex_to_ab(c) for c in items], np.float32)
+    counts = bin_histogram(ab)
+    assert counts.shape == (NUM_BINS,)
+    return PaletteTarget(palette_target(counts), ",".join(items))
+
+
+def palette_from_image(rgb: np.ndarray, label: str = "reference") -> PaletteTarget:
+    """A palette from a decoded image's pixels (H, W, 3) uint8/uint16, at most ~256x256 of them.
+
+    Raises:
+        GuidanceError: an empty or gray image.
+    """
+    rgb = np.asarray(rgb)
+    if rgb.ndim != 3 or rgb.shape[0] == 0 or rgb.shape[1] == 0:
+        raise GuidanceError(f"the palette {label} is empty")
+    step = max(1, int(math.ceil(max(rgb.shape[:2]) / 256)))
+    small = rgb[::step, ::step, :3].astype(np.float32) / (65535.0 if rgb.dtype == np.uint16 else 255.0)
+    return palette_from_ab(rgb_to_lab(small)[..., 1:], label)
+
+
+def is_colour_list(text: str) -> bool:
+    """Whether a ``--palette`` value is a colour list (``#...``) rather than a file name."""
+    return str(text).strip().startswith("#")
