@@ -96,8 +96,16 @@ MAX_PIXELS = Bound("max_pixels", 0, 10**12)  # decompression-bomb guard (0 = no 
 # ONNX Runtime intra-op threads (0 = its default, all cores). Each thread costs a stack and a spinning core;
 # --threads 99999 once took 16 GB and the whole machine.
 THREADS = Bound("threads", 0, 256)
+# colorize-rt batch (runtime.batch): Ray actors, resources per actor, images per batch handed to an actor.
+BATCH_ACTORS = Bound("actors", 1, 4096)
+CPUS_PER_ACTOR = Bound("cpus_per_actor", 0.25, 256, float)
+GPUS_PER_ACTOR = Bound("gpus_per_actor", 0, 16, float)
+BATCH_IMAGES = Bound("batch_size", 1, 1024)
 # Point hints and palettes (runtime.guidance): how many hints a request may carry, a hint's radius in input-image
 # pixels, and how many colours a "#hex,#hex,..." palette may list.
 HINT_COUNT = Bound("hints", 0, 1000)
 HINT_RADIUS = Bound("hint radius", 0, 4096, float)
 PALETTE_COLOURS = Bound("palette colours", 1, 1000)
+# Video (runtime.video): x264/x265 quality (0 = lossless .. 51), and --start / --duration in seconds (a week).
+CRF = Bound("crf", 0, 51)
+START_SECONDS = Bound("seconds", 0.0, 7 * 24 * 3600.0, float)
