@@ -355,15 +355,38 @@ def write_bgr(arr: np.ndarray, path: str | Path, *, quality: int = 95) -> Path:
     """
     path = Path(path)
     ext = _write_ext(path)
-    params: list[int] = []
-    if ext in (".jpg", ".jpeg"):
-        params = [cv2.IMWRITE_JPEG_QUALITY, quality]
-    elif ext == ".webp":
-        params = [cv2.IMWRITE_WEBP_QUALITY, min(quality, 100)]
     with atomic_path(path) as tmp:
-        if not cv2.imwrite(str(tmp), arr, params):
+        if not cv2.imwrite(str(tmp), arr, _encode_params(ext, quality)):
             raise ImageError(f"{path}: OpenCV could not write this format")
     return path
+
+
+def _encode_params(ext: str, quality: int) -> list[int]:
+    if ext in (".jpg", ".jpeg"):
+        return [cv2.IMWRITE_JPEG_QUALITY, quality]
+    if ext == ".webp":
+        return [cv2.IMWRITE_WEBP_QUALITY, min(quality, 100)]
+    return []
+
+
+def encode_bgr(arr: np.ndarray, ext: str, *, quality: int = 95) -> bytes:
+    """Encode pixels in OpenCV's layout to a file's bytes, as ``write_bgr`` would write them.
+
+    Args:
+        arr: gray (H, W), BGR or BGRA, uint8 or uint16 (as ``to_bgr_for_write`` makes them for ``ext``).
+        ext: the output format's extension (``.png``, ``.jpg``, ...).
+        quality: JPEG / WebP quality.
+
+    Returns:
+        The encoded file.
+    """
+    ext = ext.lower()
+    if ext not in IMAGE_EXTS:
+        raise ImageError(f"unsupported output format {ext or '(none)'}; use one of {sorted(IMAGE_EXTS)}")
+    ok, buf = cv2.imencode(ext, arr, _encode_params(ext, quality))
+    if not ok:
+        raise ImageError(f"OpenCV could not encode {ext}")
+    return buf.tobytes()
 
 
 def side_by_side(gray: DecodedImage, colour: DecodedImage) -> DecodedImage:
