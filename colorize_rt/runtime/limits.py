@@ -101,11 +101,6 @@ BATCH_ACTORS = Bound("actors", 1, 4096)
 CPUS_PER_ACTOR = Bound("cpus_per_actor", 0.25, 256, float)
 GPUS_PER_ACTOR = Bound("gpus_per_actor", 0, 16, float)
 BATCH_IMAGES = Bound("batch_size", 1, 1024)
-# colorize-rt batch (runtime.batch): Ray actors, resources per actor, images per batch handed to an actor.
-BATCH_ACTORS = Bound("actors", 1, 4096)
-CPUS_PER_ACTOR = Bound("cpus_per_actor", 0.25, 256, float)
-GPUS_PER_ACTOR = Bound("gpus_per_actor", 0, 16, float)
-BATCH_IMAGES = Bound("batch_size", 1, 1024)
 # Point hints and palettes (runtime.guidance): how many hints a request may carry, a hint's radius in input-image
 # pixels, and how many colours a "#hex,#hex,..." palette may list.
 HINT_COUNT = Bound("hints", 0, 1000)
