@@ -175,6 +175,13 @@ def _short_metadata(value: str, limit: int = 160) -> str:
 )
 @click.option("--threads", type=THREADS.click_type(), default=0, help="CPU threads for ONNX Runtime (0 = all).")
 @click.option("--quality", type=click.IntRange(*QUALITY.range), default=95, show_default=True, help="JPEG/WebP quality.")
+@click.option("--start", type=START_SECONDS.click_type(), default=0.0, help="Video: skip this many seconds.")
+@click.option("--duration", type=START_SECONDS.click_type(), help="Video: colorize this many seconds (a preview).")
+@click.option("--no-stabilize", is_flag=True, help="Video: plain per-frame colour (no temporal stabiliser).")
+@click.option("--keep-partial", is_flag=True, help="Video: keep the frames before the damage of a damaged file.")
+@click.option("--crf", type=CRF.click_type(), default=18, show_default=True, help="Video: x264/x265 quality (0 = lossless).")
+@click.option("--preset", type=click.Choice(X264_PRESETS), default="medium", show_default=True, help="Video: encoder speed.")
+@click.option("--codec", type=click.Choice(sorted(VIDEO_CODECS)), default="h264", show_default=True, help="Video: output codec.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar or summary.")
 @click.option("--info", "show_info", is_flag=True, help="Print backends, model, precision and metadata; exit.")
 @click.option("--json", "as_json", is_flag=True, help="With --info: print JSON.")
@@ -198,6 +205,13 @@ def cli(
     max_pixels,
     threads,
     quality,
+    start,
+    duration,
+    no_stabilize,
+    keep_partial,
+    crf,
+    preset,
+    codec,
     quiet,
     show_info,
     as_json,
@@ -243,7 +257,8 @@ def cli(
         _usage("--reference is only used with --method transfer")
 
     notes: list[str] = []
-    found, missing = expand_inputs(list(inputs), notes)
+    video_jobs, images = _video_jobs(inputs, output, mode != "fit" or side_by_side or method == "transfer")
+    found, missing = expand_inputs(images, notes) if images or not video_jobs else ([], [])
     try:
         jobs = plan_outputs(found, output, fmt, many=len(inputs) > 1, notes=notes)
         check_outputs_writable(jobs)  # before any compute; also removes temp files of killed runs
