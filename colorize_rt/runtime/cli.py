@@ -23,9 +23,11 @@ from .api import METHODS, MODES
 from .backends.registry import BACKENDS, BackendError, available_backends, ort_providers
 from .backends.selfcheck import int8_dot_path, int8_path_description
 from .backends.shipped_models import ModelError
-from .limits import MAX_PIXELS, OVERLAP, QUALITY, SCALE, SIZE, TEMPERATURE, THREADS, TILE
-from .pipeline.folder import Options, UsageError, check_outputs_writable, expand_inputs, plan_outputs, run_batch
+from .limits import CRF, MAX_PIXELS, OVERLAP, QUALITY, SCALE, SIZE, START_SECONDS, TEMPERATURE, THREADS, TILE
+from .pipeline.folder import Options, Summary, UsageError, check_outputs_writable, expand_inputs, plan_outputs, run_batch
 from .pipeline.images import DEFAULT_MAX_PIXELS, ImageError, read_image
+from .video.io import VIDEO_CODECS, X264_PRESETS
+from .video.plan import plan_video_jobs, run_video_jobs, split_video_inputs
 
 PROG = "colorize-rt"
 
@@ -288,11 +290,36 @@ def cli(
     )
     progress = not quiet and sys.stderr.isatty()
     with colorizer:
-        summary = run_batch(jobs, colorizer, opts, report=_say, progress=progress)
+        summary = run_batch(jobs, colorizer, opts, report=_say, progress=progress) if jobs or not video_jobs else Summary()
+        video = {"size": size, "temperature": temperature, "stabilize": not no_stabilize, "start": start, "codec": codec}
+        video |= {"duration": duration or None, "crf": crf, "preset": preset, "keep_partial": keep_partial}
+        summary.failed += _run_videos(video_jobs, colorizer, video | {"max_pixels": max_pixels}, progress, skip_existing, quiet)
     summary.failed += len(missing)
-    if not quiet:
+    if not quiet and (jobs or not video_jobs):
         _say(summary.line())
     return 1 if summary.failed else 0
+
+
+def _video_jobs(inputs, output: str | None, photo_only_options: bool):
+    """(video jobs, the inputs left for the image pipeline); no PyAV import unless a file needs probing."""
+    videos, images = split_video_inputs(list(inputs), IMAGE_EXTS)
+    try:
+        video_jobs = plan_video_jobs(videos, output, many=len(inputs) > 1 or bool(images))
+    except ValueError as exc:
+        _usage(str(exc))
+    if video_jobs and photo_only_options:
+        _usage("videos take fit mode only (no --mode tiled, --side-by-side or --method transfer)")
+    return video_jobs, images
+
+
+def _run_videos(video_jobs, colorizer, settings: dict, progress: bool, skip_existing: bool, quiet: bool) -> int:
+    """Colorize the videos one after another (``runtime.video``); returns how many failed."""
+    if not video_jobs:
+        return 0
+    from .video.job import VideoOptions
+
+    kw = {"report": _say, "progress": progress, "skip_existing": skip_existing, "quiet": quiet}
+    return run_video_jobs(video_jobs, colorizer, VideoOptions(**settings), **kw)[1]
 
 
 def _on_sigterm(signum, frame):  # let atomic writes clean up their temp files, as on Ctrl-C
