@@ -301,6 +301,18 @@ class VideoSink:
             self.out.close()
 
 
+def stream_seconds(stream) -> float | None:
+    """The video stream's duration as its header states it (the stream's own, or Matroska's DURATION tag)."""
+    if stream.duration and stream.time_base:
+        return float(stream.duration * stream.time_base)
+    tag = (stream.metadata or {}).get("DURATION") or (stream.metadata or {}).get("duration")
+    try:
+        h, m, s = str(tag).split(":")
+        return int(h) * 3600 + int(m) * 60 + float(s)
+    except (ValueError, AttributeError):
+        return None
+
+
 # -- reading --------------------------------------------------------------------------------------------
 class DamagedVideo(VideoError):
     """The file is damaged after ``frames`` good frames (they were delivered before this was raised)."""
@@ -333,6 +345,7 @@ def read_items(container, info: VideoInfo, start: float = 0.0, duration: float |
         container.seek(int(start / info.time_base), stream=vs, backward=True)
     n = 0
     full = start <= 0 and duration is None
+    first_t = last_t = None
 
     def in_window(t: float | None) -> bool:
         return t is None or (t >= start - 1e-9 and (end is None or t < end - 1e-9))
@@ -350,11 +363,21 @@ def read_items(container, info: VideoInfo, start: float = 0.0, duration: float |
                     return
                 if full or in_window(t):
                     n += 1
+                    if t is not None:
+                        first_t = t if first_t is None else first_t
+                        last_t = t
                     yield "frame", frame
     except av.FFmpegError as exc:
         reason = " ".join(str(getattr(exc, "strerror", "") or exc).split()) or type(exc).__name__
         raise DamagedVideo(f"{info.path}: damaged after frame {n} ({reason})", n) from None
     if full and info.frames and n < info.frames:
         raise DamagedVideo(f"{info.path}: ends after {n} of the {info.frames} frames its header announces (truncated file)", n)
+    announced = stream_seconds(vs)
+    if full and announced and last_t is not None:
+        step = 1.0 / float(info.rate) if info.rate else 0.04
+        got = last_t - first_t + step
+        if got < announced - max(2 * step, 0.1):
+            what = f"ends after {got:.2f} s of the {announced:.2f} s its header announces (truncated or damaged)"
+            raise DamagedVideo(f"{info.path}: {what}", n)
     if n == 0:
         raise DamagedVideo(f"{info.path}: no video frame could be decoded" + (f" after {start:g} s" if start else ""), 0)
