@@ -2,10 +2,15 @@
 
 Ported from the formulas scikit-image uses (``skimage.color.rgb2lab`` / ``lab2rgb``) and tested
 against them. RGB is float in [0, 1], channels last ``(..., 3)``; L in [0, 100], a/b roughly [-128, 127].
+
+The 3 x 3 colour-space matrices are applied per pixel with ``cv2.transform``, not numpy's ``@``: ``@`` goes
+to OpenBLAS, whose worker threads busy-wait for milliseconds after every call and so took a core from the
+network and the codecs running next to it (a folder of small photos cost twice its CPU time).
 """
 
 from __future__ import annotations
 
+import cv2
 import numpy as np
 
 # sRGB -> XYZ (D65), the matrix skimage uses.
@@ -18,6 +23,17 @@ Y_FROM_LINEAR_RGB = _RGB_TO_XYZ[1].astype(np.float32)  # relative luminance of l
 WHITE_D65 = np.array([0.95047, 1.0, 1.08883], dtype=np.float64)
 _EPS = 0.008856  # (6/29)^3
 _KAPPA = 7.787  # (29/6)^2 / 3
+
+
+def _apply_matrix(x: np.ndarray, m: np.ndarray) -> np.ndarray:
+    """``x @ m.T`` for float32 pixels ``x`` (..., 3) and a matrix ``m`` (k, 3) -> (..., k) float32 (k = 1 drops
+    the last axis), in one thread and without BLAS (see the module doc)."""
+    x = np.ascontiguousarray(x, dtype=np.float32)
+    m = np.atleast_2d(np.asarray(m, np.float32))
+    shape = x.shape[:-1] + ((m.shape[0],) if m.shape[0] > 1 else ())
+    if x.size == 0:
+        return np.zeros(shape, np.float32)
+    return cv2.transform(x.reshape(-1, 1, 3), m).reshape(shape)
 
 
 def _check_last3(x: np.ndarray, name: str) -> None:
@@ -40,7 +56,7 @@ def rgb_to_lab(rgb: np.ndarray) -> np.ndarray:
     """sRGB in [0, 1], shape (..., 3) -> CIE Lab float32, shape (..., 3)."""
     rgb = np.asarray(rgb, dtype=np.float32)
     _check_last3(rgb, "rgb")
-    xyz = srgb_to_linear(rgb) @ (_RGB_TO_XYZ.T / WHITE_D65).astype(np.float32)
+    xyz = _apply_matrix(srgb_to_linear(rgb), _RGB_TO_XYZ / WHITE_D65[:, None])
     f = np.where(xyz > _EPS, np.cbrt(xyz), _KAPPA * xyz + 16.0 / 116.0)
     L = np.where(xyz[..., 1] > _EPS, 116.0 * f[..., 1] - 16.0, 903.3 * xyz[..., 1])
     a = 500.0 * (f[..., 0] - f[..., 1])
@@ -58,7 +74,7 @@ def lab_to_rgb_unclipped(lab: np.ndarray) -> np.ndarray:
     fz = np.maximum(fy - b / 200.0, 0.0)  # as skimage: negative z is clamped
     f = np.stack([fx, fy, fz], axis=-1)
     xyz = np.where(f > 0.2068966, f**3, (f - 16.0 / 116.0) / _KAPPA) * WHITE_D65.astype(np.float32)
-    lin = xyz @ _XYZ_TO_RGB.T.astype(np.float32)
+    lin = _apply_matrix(xyz, _XYZ_TO_RGB)
     return linear_to_srgb(lin)
 
 
@@ -71,8 +87,12 @@ def rgb_to_l(rgb: np.ndarray) -> np.ndarray:
     """Only the CIE L* channel of sRGB (..., 3) -> (...), cheaper than a full conversion."""
     rgb = np.asarray(rgb, dtype=np.float32)
     _check_last3(rgb, "rgb")
-    y = srgb_to_linear(rgb) @ Y_FROM_LINEAR_RGB
-    return l_from_y(y)
+    return l_from_y(luminance(srgb_to_linear(rgb)))
+
+
+def luminance(linear_rgb: np.ndarray) -> np.ndarray:
+    """Relative luminance Y (white = 1) of linear sRGB (..., 3) -> (...) float32 (``Y_FROM_LINEAR_RGB``, no BLAS)."""
+    return _apply_matrix(linear_rgb, Y_FROM_LINEAR_RGB)
 
 
 def l_from_y(y: np.ndarray) -> np.ndarray:

@@ -26,7 +26,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from ...core.color import Y_FROM_LINEAR_RGB, l_from_y, lab_to_rgb_unclipped, srgb_to_linear
+from ...core.color import l_from_y, lab_to_rgb_unclipped, luminance, srgb_to_linear
 from ...core.paths import cache_dir
 from .remap import remap
 
@@ -65,7 +65,7 @@ def l_star(rgb: np.ndarray, gray: bool = False) -> np.ndarray:
         if depth == 8:
             return cv2.LUT(np.ascontiguousarray(plane), gray_l_lut(8)).reshape(plane.shape)
         return gray_l_lut(16)[plane]
-    return l_from_y(_linear_lut(depth)[rgb] @ Y_FROM_LINEAR_RGB)
+    return l_from_y(luminance(_linear_lut(depth)[rgb]))
 
 
 def _rgb(lab: np.ndarray) -> np.ndarray:
@@ -79,7 +79,7 @@ def _lstar(rgb: np.ndarray) -> np.ndarray:
     """CIE L* (n,) of sRGB (n, 3) in [0, 1]."""
     if len(rgb) >= CV_MIN_PIXELS:
         return cv2.cvtColor(np.ascontiguousarray(rgb, np.float32)[:, None, :], cv2.COLOR_RGB2Lab)[:, 0, 0]
-    return l_from_y(srgb_to_linear(rgb) @ Y_FROM_LINEAR_RGB)
+    return l_from_y(luminance(srgb_to_linear(rgb)))
 
 
 def _inside(rgb: np.ndarray) -> np.ndarray:
@@ -174,7 +174,7 @@ def lab_to_pixels(L: np.ndarray, ab_hw2: np.ndarray, dtype, gray: np.ndarray | N
 MAX_PALETTE = 32766  # ab pairs one image may use on the table path (cv2.remap takes sides under 32767)
 
 
-TABLE_VERSION = 1  # of the colour maths behind the table: saved rows are reused only by the same version
+TABLE_VERSION = 2  # of the colour maths behind the table: saved rows are reused only by the same version
 TABLE_CACHE_ENV = "COLORIZE_RT_TABLE_CACHE"
 
 
