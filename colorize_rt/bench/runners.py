@@ -15,6 +15,7 @@ import numpy as np
 
 from ..core.constants import DEFAULT_T
 from ..core.lazy import GPU_INSTALL, require
+from ..runtime.backends.opencv_runner import OpenCVRunner
 from ..runtime.backends.runners import OrtRunner, Runner
 
 
@@ -53,34 +54,6 @@ class TorchRunner(Runner):
         ):
             ab = self.graph(L, t)
         return {"ab": ab.float().numpy()}
-
-
-class OpenCVRunner(Runner):
-    """OpenCV dnn on the same ONNX file (what users of OpenCV's colorization sample run)."""
-
-    name = "opencv-dnn"
-
-    def __init__(self, model_path: str | Path, threads: int = 0):
-        super().__init__()
-        self.model_path = Path(model_path)
-        self.threads = threads
-        self.net = None
-
-    def activate_impl(self) -> None:
-        import cv2
-
-        if self.threads:
-            cv2.setNumThreads(self.threads)
-        self.net = cv2.dnn.readNetFromONNX(str(self.model_path))  # default backend and target: the CPU
-
-    def deactivate_impl(self) -> None:
-        self.net = None
-
-    def infer_impl(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        self.net.setInput(np.ascontiguousarray(feed["L"], dtype=np.float32), "L")
-        t = feed.get("temperature", DEFAULT_T)  # a real graph input: OpenCV dnn sets it like L
-        self.net.setInput(np.asarray(t, dtype=np.float32).reshape(1), "temperature")
-        return {"ab": np.asarray(self.net.forward())}
 
 
 @dataclass

@@ -14,10 +14,10 @@ from collections.abc import Callable
 import numpy as np
 
 from ..core.constants import DEFAULT_T
-from .backends.registry import BackendError, SelfCheckError, available_backends, open_runner
+from .backends.registry import BackendError, SelfCheckError, open_runner
 from .backends.runners import predict_ab_batch, predict_logits_batch
-from .backends.selfcheck import int8_cpu_choice, int8_dot_path, int8_path_description
-from .backends.shipped_models import SHIPPED, ModelError, model_metadata, model_summary, resolve_model
+from .backends.selfcheck import int8_dot_path, int8_path_description
+from .backends.shipped_models import SHIPPED, ModelError, model_summary, resolve_model
 from .guidance.apply import colorize_guided
 from .guidance.spec import PaletteTarget, PointHint
 from .limits import TEMPERATURE
@@ -26,9 +26,11 @@ from .pipeline.modes import colorize_fit, colorize_tiled, colorize_transfer, pre
 
 METHODS = ("classification", "l2", "transfer")
 MODES = ("fit", "tiled")
-# A shipped model chosen by name falls back to this one when it fails its known-answer check, or (backend
-# auto, CPU only) when its recorded CPU speed says INT8 is not faster than fp32 on this CPU's integer path.
+# A shipped model chosen by name falls back to this one when it fails its known-answer check.
 NEXT_CANDIDATE = {"default-int8": "default"}
+# With backend auto on the CPU, the shipped model may run as this variant where measured faster on this machine
+# (backends.auto_choice); a model named explicitly (--model default-int8) runs as asked.
+AUTO_VARIANTS = {"default": "default-int8"}
 
 __all__ = [
     "DEFAULT_MAX_PIXELS",
@@ -45,6 +47,16 @@ __all__ = [
 ]
 
 
+def _auto_variants(name: str, backend: str) -> list:
+    """Returns: the files ``auto`` may measure instead of the shipped model ``name`` (its INT8 variant, where shipped)."""
+    if backend != "auto" or name not in AUTO_VARIANTS:
+        return []
+    try:
+        return [resolve_model(AUTO_VARIANTS[name])]
+    except ModelError:  # an install without it
+        return []
+
+
 class Colorizer:
     """One model on one backend; the runner is opened once and ``colorize`` is thread-safe (one lock
     around the network call; pre/post-processing runs outside it)."""
@@ -58,6 +70,7 @@ class Colorizer:
         *,
         max_side: int = 1024,
         warn: Callable[[str], None] | None = None,
+        purpose: str = "latency",
     ):
         if method not in METHODS:
             raise ModelError(f"unknown method '{method}': use one of {', '.join(METHODS)}")
@@ -75,17 +88,19 @@ class Colorizer:
         self.model_path = resolve_model(name)
         say = warn or (lambda msg: print(msg, file=sys.stderr))
         nxt = NEXT_CANDIDATE.get(name) if name in SHIPPED else None
-        if nxt and backend == "auto":
-            self.model_path = self._cpu_precision(self.model_path, nxt, say)
+        variants = _auto_variants(name, backend)
+        opts = {"purpose": purpose, "variants": variants}
         try:
-            self.runner, self.backend = open_runner(self.model_path, backend, threads, max_side, say, self.verdicts)
+            self.runner, self.backend = open_runner(self.model_path, backend, threads, max_side, say, self.verdicts, **opts)
         except SelfCheckError as exc:
             if nxt is None or self.model_path == resolve_model(nxt):
                 raise
             self.model_path = resolve_model(nxt)
             v = exc.verdict
             self._note(f"{v.reason}: mean |Δab| {v.mean:.1f}; using {self.model_path.name}", say, "warning")
-            self.runner, self.backend = open_runner(self.model_path, backend, threads, max_side, say, self.verdicts)
+            self.runner, self.backend = open_runner(self.model_path, backend, threads, max_side, say, self.verdicts, **opts)
+        if variants:  # auto may have measured a variant faster
+            self.model_path = getattr(self.runner, "model_path", self.model_path)
         session = getattr(self.runner, "session", None)
         if session is not None:  # reuse the runner's session rather than opening the model twice
             self.metadata = dict(session.get_modelmeta().custom_metadata_map)
@@ -97,21 +112,6 @@ class Colorizer:
     def _note(self, text: str, say: Callable[[str], None], level: str = "note") -> None:
         self.notes.append(text)
         say(f"colorize-rt: {level}: {text}")
-
-    def _cpu_precision(self, path, nxt: str, say: Callable[[str], None]):
-        """The model to open on a CPU-only machine: ``nxt`` (fp32) where the INT8 model's recorded CPU speed
-        says INT8 is not faster on this CPU's integer path."""
-        if any(v for k, v in available_backends().items() if k != "cpu"):
-            return path
-        meta = model_metadata(path)
-        if meta.get("precision") != "int8":
-            return path
-        use_int8, why = int8_cpu_choice(meta)
-        if use_int8:
-            return path
-        fallback = resolve_model(nxt)
-        self._note(f"{why}; using {fallback.name} (pass --backend cpu to run INT8 anyway)", say)
-        return fallback
 
     @property
     def default_temperature(self) -> float:
@@ -202,6 +202,9 @@ class Colorizer:
             out["model"] = model_summary(self.model_path)
         out["selfcheck"] = [v.to_dict() | {"line": v.line()} for v in self.verdicts]
         out["cpu_int8_path"] = {"path": int8_dot_path(), "description": int8_path_description()}
+        choice = getattr(self.runner, "auto_choice", None)
+        if choice is not None:  # the table auto chose from on this CPU (backends.auto_choice)
+            out["auto_choice"] = choice.to_dict() | {"lines": choice.lines()}
         if self.notes:
             out["notes"] = list(self.notes)
         return out

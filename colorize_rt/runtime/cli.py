@@ -20,7 +20,7 @@ from ..core.constants import DEFAULT_T
 from ..core.files import IMAGE_EXTS
 from ..core.lazy import available
 from .api import METHODS, MODES
-from .backends.registry import BACKENDS, BackendError, available_backends, ort_providers
+from .backends.registry import BACKENDS, BackendError, available_backends, openvino_version, ort_providers
 from .backends.selfcheck import int8_dot_path, int8_path_description
 from .backends.shipped_models import ModelError
 from .limits import CRF, MAX_PIXELS, OVERLAP, QUALITY, SCALE, SIZE, START_SECONDS, TEMPERATURE, THREADS, TILE
@@ -65,6 +65,7 @@ def info_dict(colorizer=None, model: str = "default", error: str | None = None, 
         "tensorrt_importable": available("tensorrt"),
         "cuda_python_importable": available("cuda.bindings") or available("cuda.cudart"),
         "cpu_int8_path": {"path": int8_dot_path(), "description": int8_path_description()},
+        "openvino": openvino_version(),
     }
     if colorizer is not None:
         out.update(colorizer.info())
@@ -102,6 +103,7 @@ def _print_info(d: dict, sections: InfoSections | None = None) -> None:
     cpu = d.get("cpu_int8_path") or {}
     lines.append(f"CPU INT8 path: {cpu.get('path')} ({cpu.get('description')})")
     lines += [f"self-check: {v['line']}" for v in d.get("selfcheck", [])]
+    lines += (d.get("auto_choice") or {}).get("lines", [])  # the table auto chose from (backends.auto_choice)
     lines += [f"note: {n}" for n in d.get("notes", [])]
     for key, (_, fmt) in (sections or {}).items():
         lines.append(fmt(d[key]))

@@ -1,9 +1,12 @@
-"""Backend selection: ``auto | cpu | cuda | tensorrt | ort-trt`` -> an activated runner.
+"""Backend selection: ``auto | cpu | cuda | tensorrt | ort-trt | openvino | opencv`` -> an activated runner.
 
-``auto`` tries the fastest backend this machine offers (a native TensorRT engine for ``.engine`` models;
-for ``.onnx`` models the ONNX Runtime TensorRT EP, then the CUDA EP) and, when GPU initialisation fails,
-falls back to the CPU with a single warning line. An explicitly requested backend never falls back: it
-fails with one actionable line (``BackendError``).
+``auto`` tries the GPU backends this machine offers (a native TensorRT engine for ``.engine`` models; for
+``.onnx`` models the ONNX Runtime TensorRT EP, then the CUDA EP) and, when none initialises, falls back to the
+CPU with a single warning line. On the CPU it runs the fastest of OpenVINO, ONNX Runtime (``cpu``) and OpenCV
+dnn, on the model or on the INT8 variant the caller offers, as measured on this machine (``auto_choice``);
+OpenVINO missing is one line and the others are measured. An explicitly requested backend never falls back:
+it fails with one actionable line (``BackendError``). ``--backend openvino`` on a CPU with bf16 arithmetic
+(AVX512-BF16 / AMX) computes an fp32 model in bf16 only where its self-check passes, else in f32.
 """
 
 from __future__ import annotations
@@ -12,13 +15,19 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
+from ...core.cpu import native_bf16
 from ...core.lazy import GPU_INSTALL, MissingDependency, available
 from ...core.paths import cache_dir
+from .auto_choice import CandidateRow, CpuChoice, choice_key, load_choice, save_choice, time_candidates
+from .opencv_runner import OpenCVRunner
+from .openvino_runner import OpenVinoRunner
 from .runners import OrtRunner, Runner
-from .selfcheck import Verdict, cache_enabled, check_runner
+from .selfcheck import Verdict, cache_enabled, check_runner, model_sha256
 from .shipped_models import is_engine, model_metadata
 
-BACKENDS = ("auto", "cpu", "cuda", "tensorrt", "ort-trt")
+BACKENDS = ("auto", "cpu", "cuda", "tensorrt", "ort-trt", "openvino", "opencv")
+CPU_BACKENDS = ("openvino", "cpu", "opencv")  # what auto times on the CPU
+OPENVINO_MISSING = "OpenVINO is not installed (pip install openvino)"
 _PROVIDER = {
     "cpu": "CPUExecutionProvider",
     "cuda": "CUDAExecutionProvider",
@@ -46,6 +55,16 @@ def ort_providers() -> list[str]:
     return list(ort.get_available_providers())
 
 
+def openvino_version() -> str | None:
+    """Returns: the installed OpenVINO's version, or None where it is not installed."""
+    from importlib import metadata
+
+    try:
+        return metadata.version("openvino")
+    except metadata.PackageNotFoundError:
+        return None
+
+
 def native_tensorrt_available() -> bool:
     return available("tensorrt") and (available("cuda.bindings") or available("cuda.cudart"))
 
@@ -57,6 +76,8 @@ def available_backends() -> dict[str, bool]:
         "cuda": _PROVIDER["cuda"] in providers,
         "ort-trt": _PROVIDER["ort-trt"] in providers,
         "tensorrt": native_tensorrt_available(),
+        "openvino": available("openvino"),
+        "opencv": available("cv2"),
     }
 
 
@@ -84,12 +105,30 @@ def provider_list(backend: str, max_side: int = 1024, max_batch: int = 8) -> lis
     raise ValueError(f"not an ONNX Runtime backend: {backend}")
 
 
-def make_runner(backend: str, model_path: Path, threads: int = 0, max_side: int = 1024) -> Runner:
-    """A (not yet activated) runner for ``backend``."""
+def make_runner(
+    backend: str, model_path: Path, threads: int = 0, max_side: int = 1024, purpose: str = "latency", precision: str = "f32"
+) -> Runner:
+    """A (not yet activated) runner for ``backend``.
+
+    Args:
+        backend: a ``BACKENDS`` name other than ``auto``.
+        model_path: the model file.
+        threads: CPU threads (0: all).
+        max_side: largest input side (sizes the TensorRT EP profile).
+        purpose: ``latency`` or ``throughput`` (OpenVINO's performance hint).
+        precision: OpenVINO's inference precision, ``f32`` or ``bf16``.
+
+    Returns:
+        The runner.
+    """
     if backend == "tensorrt":
         from .tensorrt_runner import TrtRunner
 
         return TrtRunner(model_path)
+    if backend == "openvino":
+        return OpenVinoRunner(model_path, threads, purpose, precision)
+    if backend == "opencv":
+        return OpenCVRunner(model_path, threads)
     runner = OrtRunner(
         model_path, provider_list(backend, max_side), threads=threads, strict=backend != "cpu", spin=backend != "cpu"
     )
@@ -134,19 +173,35 @@ def _note_unchecked(verdict: Verdict, warn: Callable[[str], None]) -> None:
         warn(f"colorize-rt: note: {verdict.cause()}; its output is not verified")
 
 
-def _open_explicit(backend: str, model_path: Path, threads: int, max_side: int, verdicts: list | None) -> tuple[Runner, Verdict]:
-    _check_explicit(backend, model_path)
-    runner = make_runner(backend, model_path, threads, max_side)
+def openvino_precisions(model_path: Path) -> list[str]:
+    """Returns: the OpenVINO precisions to try for ``model_path``, preferred first: ``bf16`` then ``f32`` for an
+    fp32 model on a CPU with bf16 arithmetic (AVX512-BF16 / AMX), else ``f32`` only (a seam for tests)."""
     try:
-        runner.activate()
-    except MissingDependency as exc:
-        raise BackendError(f"--backend {backend}: {_one_line(exc)}") from None
-    except Exception as exc:  # noqa: BLE001 - GPU init fails in many ways; report it in one line
-        raise BackendError(f"--backend {backend} failed to initialise: {_one_line(exc)}") from None
-    verdict = _verify(runner, model_path, backend, verdicts)
-    if verdict.status == "fail":
-        raise SelfCheckError(verdict)
-    return runner, verdict
+        fp32 = model_metadata(model_path).get("precision", "fp32") == "fp32"
+    except Exception:  # noqa: BLE001 - an unreadable model fails on activation with its own message
+        fp32 = False
+    return ["bf16", "f32"] if fp32 and native_bf16() else ["f32"]
+
+
+def _open_explicit(
+    backend: str, model_path: Path, threads: int, max_side: int, verdicts: list | None, purpose: str = "latency"
+) -> tuple[Runner, Verdict]:
+    _check_explicit(backend, model_path)
+    precisions = openvino_precisions(model_path) if backend == "openvino" else ["f32"]
+    for i, precision in enumerate(precisions):
+        runner = make_runner(backend, model_path, threads, max_side, purpose, precision)
+        try:
+            runner.activate()
+        except MissingDependency as exc:
+            raise BackendError(f"--backend {backend}: {_one_line(exc)}") from None
+        except Exception as exc:  # noqa: BLE001 - GPU init fails in many ways; report it in one line
+            raise BackendError(f"--backend {backend} failed to initialise: {_one_line(exc)}") from None
+        verdict = _verify(runner, model_path, backend if backend != "openvino" else runner.name, verdicts)
+        if verdict.status != "fail":
+            return runner, verdict
+        if i == len(precisions) - 1:
+            raise SelfCheckError(verdict)
+    raise AssertionError("unreachable")
 
 
 def cpu_only_int8(model_path: Path) -> bool:
@@ -165,12 +220,16 @@ def open_runner(
     max_side: int = 1024,
     warn: Callable[[str], None] | None = None,
     verdicts: list | None = None,
+    *,
+    purpose: str = "latency",
+    variants: list[Path] | None = None,
 ) -> tuple[Runner, str]:
     """Activate a runner for ``model_path`` on ``backend`` and run its known-answer check.
 
     An explicit backend whose check fails raises ``SelfCheckError``; ``auto`` moves on to the next candidate
-    (GPU backends, then the CPU) and raises ``SelfCheckError`` only when the CPU fails too. A model without a
-    probe runs, with one note line.
+    (GPU backends, then the CPU, where the fastest passing CPU runner is measured: ``open_cpu_auto``) and raises
+    ``SelfCheckError`` only when every CPU candidate fails too. A model without a probe runs, with one note line.
+    The runner ``auto`` chose on the CPU carries the table it chose from as ``runner.auto_choice``.
 
     Args:
         model_path: ``.onnx`` model or TensorRT engine.
@@ -179,6 +238,9 @@ def open_runner(
         max_side: largest input side (sizes the TensorRT EP profile).
         warn: where warning lines go (default: stderr).
         verdicts: a list that collects every check's ``Verdict`` (for ``--info``).
+        purpose: ``latency`` (single photos) or ``throughput`` (folders, batches): OpenVINO's hint.
+        variants: other files of the same model ``auto`` may run instead on the CPU, when measured faster
+            (the INT8 variant of ``default``); an explicit backend ignores them.
 
     Returns:
         (activated runner, backend actually used).
@@ -188,7 +250,7 @@ def open_runner(
     if backend not in BACKENDS:
         raise BackendError(f"unknown backend '{backend}': use one of {', '.join(BACKENDS)}")
     if backend != "auto":
-        runner, verdict = _open_explicit(backend, model_path, threads, max_side, verdicts)
+        runner, verdict = _open_explicit(backend, model_path, threads, max_side, verdicts, purpose)
         _note_unchecked(verdict, warn)
         return runner, backend
 
@@ -217,17 +279,145 @@ def open_runner(
             f"cannot run TensorRT engine {model_path.name} ({'; '.join(failures)}) and there is no "
             f"{cpu_model.name} next to it for the CPU fallback"
         )
-    runner = make_runner("cpu", cpu_model, threads, max_side)
+    runner, used, verdict = open_cpu_auto(cpu_model, variants or [], threads, max_side, purpose, warn, verdicts)
+    if failures:
+        warn(f"colorize-rt: warning: GPU backend unavailable ({'; '.join(failures)}); falling back to CPU")
+    _note_unchecked(verdict, warn)
+    return runner, used
+
+
+def _cpu_candidates(models: list[Path], warn: Callable[[str], None]) -> list[tuple[str, Path, str]]:
+    """(backend, model, OpenVINO precision) for every CPU runner auto may time, the asked-for model first."""
+    names = list(CPU_BACKENDS)
+    if not available("openvino"):
+        warn(f"colorize-rt: note: {OPENVINO_MISSING}; auto uses ONNX Runtime and OpenCV dnn")
+        names.remove("openvino")
+    if not available("cv2"):
+        names.remove("opencv")
+    out = []
+    for model in models:
+        for name in names:
+            for precision in openvino_precisions(model) if name == "openvino" else ["f32"]:
+                out.append((name, model, precision))
+    return out
+
+
+def _label(backend: str, model: Path, precision: str) -> str:
+    runtime = {"cpu": "onnxruntime", "openvino": f"openvino-{precision}", "opencv": "opencv-dnn"}.get(backend, backend)
+    return f"{runtime} {model.name}"
+
+
+def _activate_cpu(backend: str, model: Path, threads: int, max_side: int, purpose: str, precision: str) -> Runner:
+    runner = make_runner(backend, model, threads, max_side, purpose, precision)
     try:
         runner.activate()
     except MissingDependency:
         raise
-    except Exception as exc:  # noqa: BLE001 - ONNX Runtime raises many types for a bad file; one line
-        raise BackendError(f"cannot open {cpu_model} on the CPU: {_one_line(exc)}") from None
-    verdict = _verify(runner, cpu_model, "cpu", verdicts)
-    if verdict.status == "fail":
-        raise SelfCheckError(verdict)
-    if failures:
-        warn(f"colorize-rt: warning: GPU backend unavailable ({'; '.join(failures)}); falling back to CPU")
-    _note_unchecked(verdict, warn)
-    return runner, "cpu"
+    except Exception as exc:  # noqa: BLE001 - the runtimes raise many types for a bad file; one line
+        raise BackendError(f"cannot open {model} on the CPU ({backend}): {_one_line(exc)}") from None
+    return runner
+
+
+def open_cpu_auto(
+    model_path: Path,
+    variants: list[Path],
+    threads: int = 0,
+    max_side: int = 1024,
+    purpose: str = "latency",
+    warn: Callable[[str], None] | None = None,
+    verdicts: list | None = None,
+) -> tuple[Runner, str, Verdict]:
+    """The fastest CPU runner that passes its self-check, measured once per (models, CPU, versions) and recalled.
+
+    Args:
+        model_path: the model asked for.
+        variants: other files of the same model that may run instead (its INT8 variant).
+        threads: CPU threads (0: all).
+        max_side: largest input side.
+        purpose: ``latency`` or ``throughput``.
+        warn: where note lines go.
+        verdicts: collects every check's ``Verdict``.
+
+    Returns:
+        (activated runner, its backend name, its verdict); ``runner.auto_choice`` is the ``CpuChoice``.
+
+    Raises:
+        SelfCheckError: no candidate passes (the asked-for model's first failure).
+        BackendError: the asked-for model cannot be opened by any CPU runtime.
+    """
+    warn = warn or (lambda msg: print(msg, file=sys.stderr))
+    models = [model_path] + [v for v in variants if v.is_file() and v.resolve() != model_path.resolve()]
+    candidates = _cpu_candidates(models, warn)
+    try:
+        key = choice_key([model_sha256(m) for m in models], threads, purpose)
+    except OSError as exc:
+        raise BackendError(f"cannot read {model_path}: {_one_line(exc)}") from None
+    choice = load_choice(key)
+    if choice is not None:
+        row = choice.winner()
+        match = [c for c in candidates if _label(*c) == row.label]
+        if match:
+            backend, model, precision = match[0]
+            try:
+                runner = _activate_cpu(backend, model, threads, max_side, purpose, precision)
+            except BackendError:
+                runner = None
+            if runner is not None:
+                verdict = _verify(runner, model, _verdict_backend(runner, backend), verdicts)
+                if verdict.status != "fail":
+                    runner.auto_choice = choice
+                    return runner, backend, verdict
+    return _measure_cpu(key, candidates, threads, max_side, purpose, verdicts)
+
+
+def _verdict_backend(runner: Runner, backend: str) -> str:
+    return runner.name if backend == "openvino" else backend
+
+
+def _measure_cpu(
+    key: str, candidates: list, threads: int, max_side: int, purpose: str, verdicts: list | None
+) -> tuple[Runner, str, Verdict]:
+    import time
+
+    from ...core.cpu import cpu_model
+    from .auto_choice import library_versions
+
+    t0 = time.perf_counter()
+    rows: list[CandidateRow] = []
+    live: dict[str, tuple[Runner, str, Verdict]] = {}
+    first_failure: Verdict | None = None
+    open_error: BackendError | None = None
+    for backend, model, precision in candidates:
+        label = _label(backend, model, precision)
+        row = CandidateRow(label, backend, model.name, precision if backend == "openvino" else "")
+        rows.append(row)
+        try:
+            runner = _activate_cpu(backend, model, threads, max_side, purpose, precision)
+        except (BackendError, MissingDependency) as exc:
+            row.status, row.note = "unavailable", _one_line(exc)
+            open_error = open_error or (exc if isinstance(exc, BackendError) else None)
+            continue
+        verdict = _verify(runner, model, _verdict_backend(runner, backend), verdicts)
+        if verdict.status == "fail":
+            row.status, row.note = "self-check failed", verdict.cause()
+            first_failure = first_failure or verdict
+            continue
+        live[label] = (runner, backend, verdict)
+    if not live:
+        if first_failure is not None:
+            raise SelfCheckError(first_failure)
+        raise open_error or BackendError("no CPU runtime could open the model")
+    open_s = time.perf_counter() - t0
+    stats, timing_s, warm_s = time_candidates({label: r for label, (r, _, _) in live.items()})
+    for row in rows:
+        if row.label in stats:
+            row.ms, row.runs = stats[row.label]
+    chosen = min(stats, key=lambda label: stats[label][0])
+    for label, (runner, _, _) in live.items():
+        if label != chosen:
+            runner.deactivate()
+    choice = CpuChoice(key, rows, chosen, cpu_model(), library_versions(), open_s + warm_s, timing_s)
+    save_choice(choice)
+    runner, backend, verdict = live[chosen]
+    runner.auto_choice = choice
+    return runner, backend, verdict

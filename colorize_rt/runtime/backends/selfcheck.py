@@ -34,7 +34,7 @@ NO_PROBE = "no known-answer probe in its metadata (not written by colorize-expor
 KEY_FLAGS = ("avx2", "avx512f", "avx512bw", "avx512_vnni", "avx_vnni", "amx_int8", "amx_bf16", "avx512_bf16", "f16c")
 INT8_PATH_TEXT = {
     "vnni": "VNNI/AMX: exact int32 dot products",
-    "avx2": "AVX2, no VNNI: VPMADDUBSW int16 pair sums saturate",
+    "avx2": "AVX2, no VNNI: VPMADDUBSW int16 pair sums (exact for 7-bit weights)",
     "other": "no AVX2/VNNI integer kernels",
 }
 
@@ -102,6 +102,8 @@ def _failure_reason(precision: str, backend: str) -> str:
         path = int8_dot_path()
         cpu = "AVX2, no VNNI" if path == "avx2" else ("VNNI" if path == "vnni" else "no VNNI")
         return f"INT8 kernels on this CPU ({cpu}) disagree with fp32"
+    if precision == "fp32" and "bf16" in backend:
+        return f"bf16 compute on {backend} disagrees with fp32"
     if precision == "fp32":
         return f"{backend} output disagrees with the model's own fp32 reference (model file changed after export?)"
     return f"{precision.upper()} results on {backend} disagree with fp32"
@@ -164,7 +166,16 @@ def _versions() -> dict[str, str]:
     from importlib import metadata
 
     out = {"colorize_rt": __version__, "probe": str(PROBE_VERSION), "tolerances": json.dumps(TOLERANCES, sort_keys=True)}
-    for dist in ("onnxruntime", "onnxruntime-gpu", "tensorrt", "tensorrt-cu12", "tensorrt-cu13"):
+    for dist in (
+        "onnxruntime",
+        "onnxruntime-gpu",
+        "tensorrt",
+        "tensorrt-cu12",
+        "tensorrt-cu13",
+        "openvino",
+        "opencv-python-headless",
+        "opencv-python",
+    ):
         try:
             out[dist] = metadata.version(dist)
         except metadata.PackageNotFoundError:
@@ -346,35 +357,6 @@ def make_probe(reference_model: str | Path, temperature: float | None = None) ->
     return encode_probe(L_u8, ab, temperature, f"{precision} onnxruntime-cpu {ort.__version__}")
 
 
+# Where benchmarks/int8_speed.py records a measured INT8/fp32 CPU speed in an INT8 model's metadata. Nothing reads
+# it at start any more: ``auto`` measures on the machine itself (auto_choice), and a named model runs as asked.
 SPEED_KEY = "cpu_int8_speedup"
-
-
-def int8_cpu_choice(meta: dict[str, str], path: str | None = None) -> tuple[bool, str]:
-    """Whether to run an INT8 model on this CPU rather than its fp32 sibling, from a recorded property.
-
-    The INT8 model's ``cpu_int8_speedup`` metadata (JSON ``{path: {"speedup": fp32_ms / int8_ms, "cpu": ...}}``,
-    written by ``benchmarks/int8_speed.py``) is looked up for this CPU's integer path; no timing is taken at
-    start. Without a record, INT8 is assumed slower on the VPMADDUBSW (``avx2``) and non-x86 paths and used
-    on VNNI/AMX.
-
-    Args:
-        meta: the INT8 model's metadata.
-        path: the integer path (default: this CPU's, ``core.cpu.int8_dot_path``).
-
-    Returns:
-        (use INT8, one-line reason).
-    """
-    path = path or int8_dot_path()
-    try:
-        record = json.loads(meta.get(SPEED_KEY, "{}")).get(path)
-    except (ValueError, AttributeError):
-        record = None
-    if isinstance(record, dict) and isinstance(record.get("speedup"), (int, float)):
-        sp = float(record["speedup"])
-        where = record.get("cpu", "a CPU of this kind")
-        if sp > 1.0:
-            return True, f"INT8 measured {sp:.2f}x fp32 speed on {where} ({path} integer path)"
-        return False, f"INT8 is not faster than fp32 on this CPU's integer path ({path}: measured {sp:.2f}x on {where})"
-    if path == "vnni":
-        return True, "no recorded CPU speed; VNNI/AMX integer path: INT8 used"
-    return False, f"INT8 is not faster than fp32 without VNNI/AMX ({int8_path_description(path)})"

@@ -1,0 +1,230 @@
+"""OpenVINO (2026.x) on our ONNX files, fp32 and the Q/DQ INT8, read directly by OpenVINO's ONNX frontend.
+
+``OpenVinoRunner`` has ``OrtRunner``'s lifecycle and feed: ``{"L": (N, 1, H, W), "temperature": ()}`` ->
+every output the model has (``ab``, and whatever a newer export adds), each input fed only where the model
+has it.
+
+* **Precision.** ``INFERENCE_PRECISION_HINT`` is always set: ``f32`` by default. On a CPU with AVX512-BF16 or
+  AMX OpenVINO would otherwise compute an fp32 model in bf16; ``precision="bf16"`` asks for that on purpose,
+  and ``backends.registry`` keeps it only where the model's known-answer self-check passes.
+* **Hints.** ``purpose="latency"`` (single photos): one stream using every thread. ``purpose="throughput"``
+  (folders, batches): OpenVINO's throughput hint (several streams); a batch is split over that many infer
+  requests run at once, and concurrent ``infer`` calls each take their own request.
+* **Any input size: dynamic shapes first, a static reshape for sizes that repeat.** Measured on this project's
+  default model (Xeon with AVX-512/AMX, 2 shared cores, OpenVINO 2026.4, benchmarks in the report of issue 26):
+  a model reshaped to the exact input size runs 10-20 % faster than the dynamic-shape model (256²: 12 vs 13-19 ms
+  INT8, 33 vs 41 ms fp32; 512²: 44 vs 55 ms INT8, 160 vs 171-187 ms fp32), but compiling it costs 130-500 ms
+  (60-90 ms from the compiled-model cache), 10-40 runs' worth. So the dynamic model, compiled once, runs the
+  first call at any size; a size seen ``STATIC_AFTER`` times (a folder of same-size photos, the tiled mode's
+  tiles, a benchmark) gets its own static compile, ``STATIC_KEEP`` of them at a time, up to
+  ``STATIC_MAX_PIXELS`` input pixels (larger inputs are rare and keep the dynamic model, whose buffers follow
+  the input).
+* **Compiled-model cache.** OpenVINO's ``CACHE_DIR`` under ``<cache root>/openvino/ov<version>-cpu<flags>``
+  (keyed like ``ort_cache``: OpenVINO's own blob names hash the model and its compile options; the folder name
+  adds the library version and the CPU's flags). ``COLORIZE_RT_ORT_CACHE`` governs it too: ``0`` and ``read``
+  (what ``--info`` sets) compile in memory only.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import queue
+import threading
+from collections import OrderedDict
+from pathlib import Path
+
+import numpy as np
+
+from ...core.cpu import cpu_flags
+from ...core.lazy import require
+from ...core.paths import cache_dir
+from ..limits import THREADS
+from .ort_cache import ort_cache_mode
+from .runners import Runner
+
+PURPOSES = ("latency", "throughput")
+OV_PRECISIONS = {"f32": "f32", "fp32": "f32", "bf16": "bf16"}
+STATIC_AFTER = 2  # a size's second call compiles a static model for it
+STATIC_KEEP = 4  # static models kept (least recently used dropped)
+STATIC_MAX_PIXELS = 4 * 512 * 512  # the tiled mode's batch of four 512² tiles
+_ON_REQUEST = ("logits",)  # optional outputs returned only when asked for (runners.LOGITS_OUTPUT)
+
+
+def openvino_cache_folder() -> Path:
+    """Returns: OpenVINO's ``CACHE_DIR`` for this OpenVINO version and CPU (not created here)."""
+    ov = require("openvino")
+    cpu = hashlib.sha256(" ".join(sorted(cpu_flags())).encode()).hexdigest()[:12]
+    return cache_dir("openvino") / f"ov{ov.get_version().split('-')[0]}-cpu{cpu}"
+
+
+class OpenVinoRunner(Runner):
+    """OpenVINO CPU inference over an exported colorize-rt model (see the module doc).
+
+    Args:
+        model_path: the ONNX model (fp32 or Q/DQ INT8).
+        threads: inference threads (0: OpenVINO's default, all cores).
+        purpose: ``"latency"`` (single photos) or ``"throughput"`` (folders, batches).
+        precision: ``"f32"`` or ``"bf16"`` (``INFERENCE_PRECISION_HINT``).
+    """
+
+    def __init__(self, model_path: str | Path, threads: int = 0, purpose: str = "latency", precision: str = "f32"):
+        super().__init__()
+        if purpose not in PURPOSES:
+            raise ValueError(f"unknown purpose '{purpose}': use one of {', '.join(PURPOSES)}")
+        if precision not in OV_PRECISIONS:
+            raise ValueError(f"unknown OpenVINO precision '{precision}': use f32 or bf16")
+        self.model_path = Path(model_path)
+        self.threads = THREADS.check(threads)
+        self.purpose = purpose
+        self.precision = OV_PRECISIONS[precision]
+        self.name = f"openvino-{self.precision}"
+        self.providers = {"precision": self.precision, "purpose": purpose}  # what the self-check cache keys on
+        self._core = None
+        self._model = None  # the read model, reshaped copies come from it
+        self._dynamic = None
+        self._static: OrderedDict[tuple, object] = OrderedDict()
+        self._seen: dict[tuple, int] = {}
+        self._pools: dict[int, queue.SimpleQueue] = {}
+        self._lock = threading.Lock()
+        self._inputs: dict[str, int] = {}  # input name -> rank
+        self._outputs: list[str] = []
+
+    # -- lifecycle ---------------------------------------------------------------------------------------
+    def config(self) -> dict[str, str]:
+        """Returns: the compile properties (hint, precision, threads, cache folder)."""
+        cfg = {
+            "PERFORMANCE_HINT": self.purpose.upper(),
+            "INFERENCE_PRECISION_HINT": self.precision,
+        }
+        if self.threads:
+            cfg["INFERENCE_NUM_THREADS"] = str(self.threads)
+        if ort_cache_mode() == "on":
+            try:
+                folder = openvino_cache_folder()
+                folder.mkdir(parents=True, exist_ok=True)
+                cfg["CACHE_DIR"] = str(folder)
+            except OSError:  # an unwritable cache: compile in memory
+                pass
+        return cfg
+
+    def activate_impl(self) -> None:
+        ov = require("openvino")
+        self._core = ov.Core()
+        # compile_model(path) lets a cache hit skip reading the ONNX file at all
+        self._dynamic = self._core.compile_model(str(self.model_path), "CPU", self.config())
+        self._inputs = {p.get_any_name(): len(p.get_partial_shape()) for p in self._dynamic.inputs}
+        self._outputs = [p.get_any_name() for p in self._dynamic.outputs]
+
+    def deactivate_impl(self) -> None:
+        self._dynamic = self._model = self._core = None
+        self._static.clear()
+        self._seen.clear()
+        self._pools.clear()
+
+    def accepts(self, name: str) -> bool:
+        return name in self._inputs
+
+    def has_output(self, name: str) -> bool:
+        return name in self._outputs
+
+    @property
+    def active_providers(self) -> list[str]:
+        return [f"OpenVINO CPU ({self.precision}, {self.purpose})"] if self._dynamic is not None else []
+
+    def compiled_precision(self) -> str:
+        """Returns: the inference precision OpenVINO compiled with (``f32`` or ``bf16``)."""
+        return str(self._dynamic.get_property("INFERENCE_PRECISION_HINT")) if self._dynamic is not None else ""
+
+    def optimal_requests(self) -> int:
+        """Returns: how many infer requests OpenVINO suggests running at once (1 under the latency hint)."""
+        return int(self._dynamic.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS")) if self._dynamic is not None else 1
+
+    # -- shapes -----------------------------------------------------------------------------------------
+    def _compiled_for(self, shape: tuple):
+        """The compiled model to run ``L`` of ``shape`` on: a static one when the size repeats."""
+        with self._lock:
+            if shape in self._static:
+                self._static.move_to_end(shape)
+                return self._static[shape]
+            if int(np.prod(shape)) > STATIC_MAX_PIXELS:
+                return self._dynamic
+            self._seen[shape] = self._seen.get(shape, 0) + 1
+            if self._seen[shape] < STATIC_AFTER:
+                return self._dynamic
+            if self._model is None:
+                self._model = self._core.read_model(str(self.model_path))
+            model = self._model.clone()
+            model.reshape({"L": list(shape)})
+            compiled = self._core.compile_model(model, "CPU", self.config())
+            self._static[shape] = compiled
+            if len(self._static) > STATIC_KEEP:
+                _, dropped = self._static.popitem(last=False)
+                self._pools.pop(id(dropped), None)
+            return compiled
+
+    def static_shapes(self) -> list[tuple]:
+        """Returns: the input shapes that have a static compiled model now (least recently used first)."""
+        return list(self._static)
+
+    def _request(self, compiled):
+        pool = self._pools.setdefault(id(compiled), queue.SimpleQueue())
+        try:
+            return pool.get_nowait()
+        except queue.Empty:
+            return compiled.create_infer_request()
+
+    def _give_back(self, compiled, request) -> None:
+        pool = self._pools.get(id(compiled))
+        if pool is not None:
+            pool.put(request)
+
+    # -- inference --------------------------------------------------------------------------------------
+    def _feed(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        out = {}
+        for name, value in feed.items():
+            if name not in self._inputs:
+                continue
+            arr = np.ascontiguousarray(value, dtype=np.float32) if name in ("L", "temperature") else np.ascontiguousarray(value)
+            if name == "temperature" and arr.ndim != self._inputs[name] and arr.size == 1:
+                arr = arr.reshape((1,) * self._inputs[name])
+            out[name] = arr
+        return out
+
+    def infer_impl(self, feed: dict[str, np.ndarray], outputs: tuple[str, ...] | None = None) -> dict[str, np.ndarray]:
+        names = [n for n in self._outputs if n not in _ON_REQUEST] if outputs is None else list(outputs)
+        unknown = [n for n in names if n not in self._outputs]
+        if unknown:
+            raise ValueError(f"{self.model_path.name} has no output {', '.join(unknown)} (it has {', '.join(self._outputs)})")
+        feed = self._feed(feed)
+        L = feed["L"]
+        parts = self.optimal_requests() if self.purpose == "throughput" else 1
+        parts = min(parts, L.shape[0])
+        if parts <= 1:
+            return self._run(feed, names)
+        # throughput: split the batch over the streams, one request each, run at once
+        bounds = np.linspace(0, L.shape[0], parts + 1).astype(int)
+        jobs = []
+        for lo, hi in zip(bounds[:-1], bounds[1:], strict=True):
+            part = {**feed, "L": L[lo:hi]}
+            for name, value in feed.items():  # other batched inputs (hints) follow L's split
+                if name not in ("L", "temperature") and value.ndim and value.shape[0] == L.shape[0]:
+                    part[name] = value[lo:hi]
+            compiled = self._compiled_for(part["L"].shape)
+            request = self._request(compiled)
+            request.start_async(part)
+            jobs.append((compiled, request))
+        results = []
+        for compiled, request in jobs:
+            request.wait()
+            results.append({n: request.get_tensor(n).data.copy() for n in names})
+            self._give_back(compiled, request)
+        return {n: np.concatenate([r[n] for r in results]) for n in names}
+
+    def _run(self, feed: dict[str, np.ndarray], names: list[str]) -> dict[str, np.ndarray]:
+        compiled = self._compiled_for(feed["L"].shape)
+        request = self._request(compiled)
+        try:
+            request.infer(feed)
+            return {n: request.get_tensor(n).data.copy() for n in names}
+        finally:
+            self._give_back(compiled, request)
