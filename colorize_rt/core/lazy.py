@@ -21,6 +21,10 @@ _HINTS = {
     "redis": "pip install 'colorize-rt[serve]'",
     "gradio": "pip install 'colorize-rt[serve]'",
     "streamlit": "pip install 'colorize-rt[serve]'",
+    "ray": "pip install 'colorize-rt[cluster]'",
+    "fsspec": "pip install 'colorize-rt[cluster]'",
+    "s3fs": "pip install 'colorize-rt[cluster]'",
+    "gcsfs": "pip install 'colorize-rt[cluster]'",
 }
 
 

@@ -342,6 +342,10 @@ def main(argv: list[str] | None = None, info_sections: InfoSections | None = Non
     """
     interrupt_on_sigterm()
     argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["batch"]:  # `colorize-rt batch SRC DST`: the archive job (runtime.batch)
+        from .batch.cli import main as batch_main
+
+        batch_main(argv[1:])
     try:
         rv = cli.main(args=argv, prog_name=PROG, standalone_mode=False, obj=info_sections or {})
     except click.UsageError as exc:

@@ -12,6 +12,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from ...core.files import IMAGE_EXTS
 from ..backends.shipped_models import resolve_model
 from ..limits import (
     BATCH_ACTORS,
@@ -28,7 +29,16 @@ from ..limits import (
 )
 from ..pipeline.images import DEFAULT_MAX_PIXELS
 from .manifest import new_run_id, one_row_per_source, write_manifest
-from .paths import BatchPathError, Place, check_places, list_existing, list_source_images, output_name, sweep_temps
+from .paths import (
+    BatchPathError,
+    Place,
+    check_places,
+    list_existing,
+    list_source_images,
+    output_name,
+    probe_destination,
+    sweep_temps,
+)
 from .worker import BatchSettings, ColorizeWorker, actor_threads, manifest_row
 
 ENGINES = ("local", "ray")
@@ -96,6 +106,8 @@ def plan_sources(src: Place, dst: Place, fmt: str | None) -> tuple[list[str], li
         BatchPathError: two sources would write the same output (e.g. ``a.png`` and ``a.jpg`` with ``--format``).
     """
     rels = list_source_images(src)
+    if not rels:
+        raise BatchPathError(f"SRC {src.url}: no images in it (looked for {', '.join(sorted(IMAGE_EXTS))})")
     existing = list_existing(dst)
     todo, skipped, seen = [], [], {}
     for rel in rels:
@@ -160,6 +172,7 @@ def run_batch_job(
     progress: bool = True,
     report: Callable[[str], None] | None = None,
     worker_class: type = ColorizeWorker,
+    worker_options: dict | None = None,
     ray_cpus: int | None = None,
 ) -> BatchJobSummary:
     """Colourise every image under SRC into DST (sub-folders mirrored), leaving out existing outputs.
@@ -189,6 +202,7 @@ def run_batch_job(
         progress: progress bars (Ray's own on Ray).
         report: where one-line notes go (default: stderr).
         worker_class: the per-image worker (a ``ColorizeWorker``).
+        worker_options: extra settings for ``worker_class`` (``BatchSettings.extra``).
         ray_cpus: CPUs of a new embedded local Ray (None: all of this machine's).
 
     Returns:
@@ -205,8 +219,10 @@ def run_batch_job(
     _check_options(mode, engine, size, tile, overlap, scale, temperature, quality, max_pixels, sizing)
     t0 = time.perf_counter()
     src_place, dst_place = Place(src, dict(storage_options or {})), Place(dst, dict(storage_options or {}))
-    check_places(src_place, dst_place, probe_write=not dry_run)
+    check_places(src_place, dst_place)
     todo, skipped = plan_sources(src_place, dst_place, fmt)
+    if not dry_run:
+        probe_destination(dst_place)
     summary = BatchJobSummary(run_id=new_run_id(), total=len(todo) + len(skipped), skipped=len(skipped))
     if dry_run:
         say(f"colorize-rt batch: dry run: {summary.total} images in {src}, {len(skipped)} already in {dst}, {len(todo)} to do")
@@ -218,7 +234,7 @@ def run_batch_job(
     resolve_model(model)  # a wrong model name is one line before any work
     settings = BatchSettings(src=src_place, dst=dst_place, run_id=summary.run_id, model=model, backend=backend,
                              temperature=temperature, mode=mode, size=size, tile=tile, overlap=overlap, scale=scale,
-                             fmt=fmt, quality=quality, max_pixels=max_pixels)  # fmt: skip
+                             fmt=fmt, quality=quality, max_pixels=max_pixels, extra=dict(worker_options or {}))  # fmt: skip
     rows = [manifest_row(settings, rel, "skipped") for rel in skipped]
     if todo and engine == "local":
         rows += _local_rows(settings, todo, worker_class, cpus_per_actor, progress)

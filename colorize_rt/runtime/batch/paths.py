@@ -110,13 +110,12 @@ def _inside(child: Place, parent: Place) -> bool:
     return same_fs and (child.root == parent.root or child.root.startswith(parent.root + "/"))
 
 
-def check_places(src: Place, dst: Place, *, probe_write: bool = True) -> None:
-    """Before any work: SRC is a readable folder, DST is not inside it, and DST accepts a new file.
+def check_places(src: Place, dst: Place) -> None:
+    """Before any work: SRC is a readable folder and DST is not inside it (nothing is written).
 
     Args:
         src: the input folder.
-        dst: the output folder (created when missing).
-        probe_write: create and remove a file in DST (False for ``--dry-run``, which writes nothing).
+        dst: the output folder.
 
     Raises:
         BatchPathError: one line naming the problem.
@@ -135,8 +134,17 @@ def check_places(src: Place, dst: Place, *, probe_write: bool = True) -> None:
         raise BatchPathError(f"SRC {src.url}: cannot read ({_one_line(exc)})") from None
     if _inside(dst, src):
         raise BatchPathError(f"DST {dst.url} is inside SRC {src.url}: outputs would be read as inputs; choose another DST")
-    if not probe_write:
-        return
+
+
+def probe_destination(dst: Place) -> None:
+    """Before any work: DST accepts a new file (a local folder is created; a probe object is put and removed).
+
+    Args:
+        dst: the output folder.
+
+    Raises:
+        BatchPathError: one line naming DST.
+    """
     if dst.local:
         try:
             check_writable(dst.root)
