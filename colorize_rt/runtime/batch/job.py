@@ -119,6 +119,31 @@ def plan_sources(src: Place, dst: Place, fmt: str | None) -> tuple[list[str], li
     return todo, skipped
 
 
+def resolve_auto(model: str, backend: str, cpus: float | None, mode: str, size: int, tile: int, say) -> tuple[str, str]:
+    """The model file and backend ``auto`` picks on this machine, picked once in the driver so every worker
+    of a one-machine job (the local engine, every actor of an embedded Ray) runs the same runner and writes
+    the same bytes (``auto`` may measure, and a measurement could differ from one process to the next).
+
+    Args:
+        model: the model asked for.
+        backend: ``auto``.
+        cpus: the workers' CPUs (their threads).
+        mode: ``fit`` or ``tiled``.
+        size: fit mode's size.
+        tile: tiled mode's tile.
+        say: where the backends' notes go.
+
+    Returns:
+        ``(model path, backend)`` to open explicitly.
+    """
+    from ..api import Colorizer
+
+    max_side = max(size, tile) if mode == "tiled" else size
+    threads = actor_threads(cpus) if cpus else 0
+    with Colorizer(model, backend, "classification", threads, max_side=max_side, warn=say, purpose="throughput") as c:
+        return str(c.model_path), c.backend
+
+
 def _local_rows(settings: BatchSettings, rels: list[str], worker_class: type, cpus: float | None, progress: bool) -> list[dict]:
     settings.threads = actor_threads(cpus) if cpus else 0
     worker = worker_class(settings)
@@ -232,6 +257,8 @@ def run_batch_job(
 
         import_ray()  # a missing Ray is one line before any work
     resolve_model(model)  # a wrong model name is one line before any work
+    if backend == "auto" and not address and not gpus_per_actor:
+        model, backend = resolve_auto(model, backend, cpus_per_actor or 1.0, mode, size, tile, say)  # one key for both engines
     settings = BatchSettings(src=src_place, dst=dst_place, run_id=summary.run_id, model=model, backend=backend,
                              temperature=temperature, mode=mode, size=size, tile=tile, overlap=overlap, scale=scale,
                              fmt=fmt, quality=quality, max_pixels=max_pixels, extra=dict(worker_options or {}))  # fmt: skip

@@ -45,6 +45,7 @@ class BatchSettings:
     quality: int = 95
     max_pixels: int = DEFAULT_MAX_PIXELS
     threads: int = 0
+    purpose: str = "throughput"  # the backends' performance hint (OpenVINO): many images, not one fast
     extra: dict = field(default_factory=dict)
 
     @property
@@ -106,6 +107,7 @@ class ColorizeWorker:
             settings.threads,
             max_side=settings.max_side,
             warn=lambda msg: print(msg, file=sys.stderr),
+            purpose=settings.purpose,
         )
         self.model_sha256 = file_sha256(self.colorizer.model_path)
         self._src_root = settings.src.root.replace("\\", "/").rstrip("/") + "/"
