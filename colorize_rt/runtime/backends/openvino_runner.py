@@ -133,7 +133,10 @@ class OpenVinoRunner(Runner):
 
     def compiled_precision(self) -> str:
         """Returns: the inference precision OpenVINO compiled with (``f32`` or ``bf16``)."""
-        return str(self._dynamic.get_property("INFERENCE_PRECISION_HINT")) if self._dynamic is not None else ""
+        if self._dynamic is None:
+            return ""
+        hint = self._dynamic.get_property("INFERENCE_PRECISION_HINT")
+        return hint.to_string() if hasattr(hint, "to_string") else str(hint)
 
     def optimal_requests(self) -> int:
         """Returns: how many infer requests OpenVINO suggests running at once (1 under the latency hint)."""
