@@ -24,8 +24,8 @@ DIS_PRESETS = {"ultrafast": 0, "fast": 1, "medium": 2}  # cv2.DISOPTICAL_FLOW_PR
 class StabilizerSettings:
     """Knobs of ``TemporalStabilizer`` (defaults tuned on pans/zooms over the val photos; docs/video.md)."""
 
-    carry: float = 0.85  # share of the warped previous colour kept where the luma agrees fully
-    sigma: float = 4.0  # L* difference (units) at which agreement has fallen to 1/e
+    carry: float = 0.92  # share of the warped previous colour kept where the luma agrees fully
+    sigma: float = 8.0  # L* difference (units) at which agreement has fallen to 1/e
     cut_agreement: float = 0.35  # mean agreement under this: a scene cut (restart)
     preset: str = "fast"  # DIS preset
 

@@ -1,0 +1,246 @@
+"""Video metrics (``colorize-eval --video``): temporal consistency and quality of colorized clips.
+
+A colour clip is turned gray (its L*), colorized once by the network, and the same network output is
+scored twice, per frame and stabilised (``runtime.video.stabilize``), beside the colour source itself:
+
+* E_warp (Lai et al. 2018): mean over frame pairs of ``sum M ||V_t - warp(V_{t+1})||^2 / sum M``, with the
+  flow computed on the *input* (gray) frames by Farneback's method (the stabiliser uses DIS, so the metric
+  does not reward agreeing with its own flow) and ``M`` Lai's forward-backward occlusion test
+  ``|F + B(x + F)|^2 <= 0.01 (|F|^2 + |B(x + F)|^2) + 0.5``. In RGB in [0, 1] (reported x 1000) and on ab
+  alone (CIE ab units, squared).
+* CDC (Liu et al. 2021): Jensen-Shannon divergence (natural log) of per-channel 256-bin RGB histograms of
+  frames t and t + d, averaged over channels and t, then over d in {1, 2, 4}.
+* Against the source: PSNR, the paper's AuC raw and rebalanced (``core.metrics``), and colourfulness
+  (Hasler & Suesstrunk 2003).
+
+Frames are scored at most ``METRIC_SIDE`` pixels on the longer side (AuC at ``AUC_SIDE``) to keep the flow
+affordable on a CPU.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from ..core.metrics import AucAccumulator, psnr
+from ..runtime.pipeline.images import DecodedImage, gray3
+from ..runtime.pipeline.modes import fit_shape, prepare_fit
+from ..runtime.video.io import describe, frame_gray, open_input, read_items
+from ..runtime.video.job import recombine_frame
+from ..runtime.video.stabilize import StabilizerSettings, TemporalStabilizer
+
+METRIC_SIDE = 480
+AUC_SIDE = 256
+CDC_STEPS = (1, 2, 4)
+MIN_VISIBLE = 0.5  # frame pairs with less of the picture passing the occlusion test are cuts: not in E_warp
+SOURCE = "source"
+
+
+def farneback_flow(a8: np.ndarray, b8: np.ndarray) -> np.ndarray:
+    """Dense flow (H, W, 2) from gray ``a8`` to ``b8`` (uint8): ``a(x) ~ b(x + flow(x))``."""
+    return cv2.calcOpticalFlowFarneback(a8, b8, None, 0.5, 4, 15, 3, 5, 1.2, 0)
+
+
+def warp_by_flow(img: np.ndarray, flow: np.ndarray) -> np.ndarray:
+    """``img`` (H, W[, C]) sampled at ``x + flow(x)`` (bilinear, border replicated)."""
+    h, w = flow.shape[:2]
+    gx, gy = np.meshgrid(np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32))
+    return cv2.remap(img, gx + flow[..., 0], gy + flow[..., 1], cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+
+
+def non_occluded(fw: np.ndarray, bw: np.ndarray) -> np.ndarray:
+    """Lai et al.'s forward-backward consistency mask (H, W) bool: True where the pixel is visible in both
+    frames (and its forward flow stays inside the frame)."""
+    bw_at = warp_by_flow(bw, fw)
+    h, w = fw.shape[:2]
+    gx, gy = np.meshgrid(np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32))
+    x, y = gx + fw[..., 0], gy + fw[..., 1]
+    inside = (x >= 0) & (x <= w - 1) & (y >= 0) & (y <= h - 1)
+    lhs = np.square(fw + bw_at).sum(-1)
+    rhs = 0.01 * (np.square(fw).sum(-1) + np.square(bw_at).sum(-1)) + 0.5
+    return (lhs <= rhs) & inside
+
+
+def colourfulness(rgb: np.ndarray) -> float:
+    """Hasler & Suesstrunk's colourfulness of sRGB uint8 (H, W, 3)."""
+    f = rgb.astype(np.float32)
+    rg = f[..., 0] - f[..., 1]
+    yb = 0.5 * (f[..., 0] + f[..., 1]) - f[..., 2]
+    return float(np.hypot(rg.std(), yb.std()) + 0.3 * np.hypot(rg.mean(), yb.mean()))
+
+
+def js_divergence(p: np.ndarray, q: np.ndarray) -> float:
+    """Jensen-Shannon divergence (nats) of two histograms (normalised here)."""
+    p = np.asarray(p, np.float64) / max(float(np.sum(p)), 1e-12)
+    q = np.asarray(q, np.float64) / max(float(np.sum(q)), 1e-12)
+    m = 0.5 * (p + q)
+    kl_p = (p[p > 0] * np.log(p[p > 0] / m[p > 0])).sum()
+    kl_q = (q[q > 0] * np.log(q[q > 0] / m[q > 0])).sum()
+    return float(0.5 * kl_p + 0.5 * kl_q)
+
+
+def _lab(rgb8: np.ndarray) -> np.ndarray:
+    return cv2.cvtColor(rgb8.astype(np.float32) / 255.0, cv2.COLOR_RGB2Lab)
+
+
+class VideoScorer:
+    """Scores several renderings of one clip frame by frame (streaming: holds two frames and histograms).
+
+    Args:
+        names: the renderings' names (the colour source is scored too, as ``"source"``).
+    """
+
+    def __init__(self, names: list[str]):
+        self.names = [*names, SOURCE]
+        self.ewarp = {n: {"rgb": [], "ab": []} for n in self.names}
+        self.hists = {n: [] for n in self.names}
+        self.psnr = {n: [] for n in names}
+        self.colour = {n: [] for n in self.names}
+        self.auc = {n: AucAccumulator() for n in names}
+        self._prev: dict | None = None
+        self.frames = 0
+        self.cut_pairs = 0
+
+    def add(self, source_rgb: np.ndarray, outputs: dict[str, np.ndarray]) -> None:
+        """One frame: the colour source (H, W, 3) uint8 and each rendering (same shape)."""
+        h, w = fit_shape(*source_rgb.shape[:2], min(METRIC_SIDE, max(source_rgb.shape[:2])))
+        small = {n: cv2.resize(v, (w, h), interpolation=cv2.INTER_AREA) for n, v in {**outputs, SOURCE: source_rgb}.items()}
+        lab = {n: _lab(v) for n, v in small.items()}
+        gray8 = np.clip(lab[SOURCE][..., 0] * 2.55 + 0.5, 0, 255).astype(np.uint8)
+        ah, aw = fit_shape(h, w, min(AUC_SIDE, max(h, w)))
+        ab_true = np.moveaxis(cv2.resize(lab[SOURCE][..., 1:], (aw, ah), interpolation=cv2.INTER_AREA), -1, 0)
+        for n in self.names:
+            self.hists[n].append(np.stack([np.bincount(small[n][..., c].ravel(), minlength=256) for c in range(3)]))
+            self.colour[n].append(colourfulness(small[n]))
+            if n != SOURCE:
+                self.psnr[n].append(psnr(small[n] / 255.0, small[SOURCE] / 255.0))
+                ab = np.moveaxis(cv2.resize(lab[n][..., 1:], (aw, ah), interpolation=cv2.INTER_AREA), -1, 0)
+                self.auc[n].add(ab, ab_true)
+        if self._prev is not None:
+            prev_gray, prev_small, prev_lab = self._prev["gray"], self._prev["small"], self._prev["lab"]
+            fw, bw = farneback_flow(prev_gray, gray8), farneback_flow(gray8, prev_gray)
+            mask = non_occluded(fw, bw)
+            total = max(int(mask.sum()), 1)
+            if mask.mean() < MIN_VISIBLE:  # a scene cut: no motion links the frames
+                self.cut_pairs += 1
+            for n in self.names if mask.mean() >= MIN_VISIBLE else ():
+                rgb_t = prev_small[n].astype(np.float32) / 255.0
+                rgb_w = warp_by_flow(small[n].astype(np.float32) / 255.0, fw)
+                ab_w = warp_by_flow(np.ascontiguousarray(lab[n][..., 1:]), fw)
+                self.ewarp[n]["rgb"].append(float((np.square(rgb_t - rgb_w).sum(-1) * mask).sum() / total))
+                self.ewarp[n]["ab"].append(float((np.square(prev_lab[n][..., 1:] - ab_w).sum(-1) * mask).sum() / total))
+        self._prev = {"gray": gray8, "small": small, "lab": lab}
+        self.frames += 1
+
+    def cdc(self, name: str) -> float:
+        hists = self.hists[name]
+        per_d = []
+        for d in CDC_STEPS:
+            if len(hists) > d:
+                per_d.append(
+                    np.mean(
+                        [np.mean([js_divergence(hists[t][c], hists[t + d][c]) for c in range(3)]) for t in range(len(hists) - d)]
+                    )
+                )
+        return float(np.mean(per_d)) if per_d else float("nan")
+
+    def summary(self) -> dict:
+        """Returns: ``{name: {ewarp_rgb_x1000, ewarp_ab, cdc, psnr, auc_raw, auc_rebal, colourfulness}}``."""
+        out = {}
+        for n in self.names:
+            m = {
+                "ewarp_rgb_x1000": 1000.0 * float(np.mean(self.ewarp[n]["rgb"])) if self.ewarp[n]["rgb"] else float("nan"),
+                "ewarp_ab": float(np.mean(self.ewarp[n]["ab"])) if self.ewarp[n]["ab"] else float("nan"),
+                "cdc": self.cdc(n),
+                "colourfulness": float(np.mean(self.colour[n])),
+            }
+            if n != SOURCE:
+                m |= {
+                    "psnr": float(np.mean(self.psnr[n])),
+                    "auc_raw": self.auc[n].auc_raw(),
+                    "auc_rebal": self.auc[n].auc_rebalanced(),
+                }
+            out[n] = m
+        return out
+
+
+def score_video(
+    path: str | Path,
+    colorizer,
+    *,
+    size: int = 256,
+    temperature: float | None = None,
+    max_frames: int = 0,
+    settings: StabilizerSettings | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> dict:
+    """Turn a colour clip gray, colorize it once, and score per-frame, stabilised and the source.
+
+    Args:
+        path: a colour video.
+        colorizer: an open ``runtime.api.Colorizer``.
+        size: network input size.
+        temperature: annealed-mean temperature (None: the model's).
+        max_frames: score at most this many frames (0 = all).
+        settings: the stabiliser's settings (default: the job's).
+        progress: called with the number of frames done.
+
+    Returns:
+        ``{"clip", "frames", "width", "height", "methods": VideoScorer.summary(), "seconds": {...}}``.
+    """
+    path = Path(path)
+    scorer = VideoScorer(["per-frame", "stabilised"])
+    stab = TemporalStabilizer(settings)
+    seconds = {"network": 0.0, "stabilize": 0.0}
+    container = open_input(path)
+    try:
+        info = describe(path, container)
+        for kind, frame in read_items(container, info):
+            if kind != "frame":
+                continue
+            src = frame.reformat(format="rgb24", src_color_range=frame.color_range or None, dst_color_range="JPEG").to_ndarray()
+            gray = frame_gray(frame)
+            L_small = prepare_fit(DecodedImage(gray3(gray), gray=True), size)
+            t0 = time.perf_counter()
+            ab = colorizer.infer_fit(L_small, temperature)
+            t1 = time.perf_counter()
+            ab_st, _ = stab.step(L_small, ab)
+            seconds["network"] += t1 - t0
+            seconds["stabilize"] += time.perf_counter() - t1
+            outs = {}
+            for name, a in (("per-frame", ab), ("stabilised", ab_st)):
+                px, bgr = recombine_frame(gray, a)
+                outs[name] = px[..., ::-1] if bgr else px
+            scorer.add(src, outs)
+            if progress is not None:
+                progress(scorer.frames)
+            if max_frames and scorer.frames >= max_frames:
+                break
+    finally:
+        container.close()
+    return {
+        "clip": str(path),
+        "frames": scorer.frames,
+        "width": info.width,
+        "height": info.height,
+        "cuts": stab.cuts,
+        "methods": scorer.summary(),
+        "seconds": seconds,
+    }
+
+
+def format_video_table(result: dict) -> str:
+    """A text table of ``score_video``'s result, one row per rendering."""
+    head = f"{'':<11} {'Ewarp RGB':>9} {'Ewarp ab':>9} {'CDC':>7} {'PSNR':>6} {'AuC raw':>7} {'AuC reb':>7} {'colourf':>7}"
+    lines = [f"{result['clip']}: {result['frames']} frames {result['width']}x{result['height']}, {result['cuts']} cuts", head]
+    for name, m in result["methods"].items():
+        lines.append(
+            f"{name:<11} {m['ewarp_rgb_x1000']:9.3f} {m['ewarp_ab']:9.3f} {m['cdc']:7.4f} {m.get('psnr', float('nan')):6.2f} "
+            f"{m.get('auc_raw', float('nan')):7.2f} {m.get('auc_rebal', float('nan')):7.2f} {m['colourfulness']:7.2f}"
+        )
+    lines.append("Ewarp RGB: x 1000, RGB in [0, 1]; Ewarp ab: CIE ab units squared; CDC: JSD (nats), d in {1, 2, 4}")
+    return "\n".join(lines)
