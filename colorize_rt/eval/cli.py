@@ -32,8 +32,14 @@ from .scoring import evaluate, format_table
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
     help="checkpoint (.pt) or ONNX model; repeat to compare several",
 )
+@click.option("--data", type=click.Path(exists=True, file_okay=False, path_type=Path), help="folder of colour images")
 @click.option(
-    "--data", required=True, type=click.Path(exists=True, file_okay=False, path_type=Path), help="folder of colour images"
+    "--video",
+    "videos",
+    multiple=True,
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="colour clip: turned gray, colorized per frame and stabilised, scored for flicker (E_warp, CDC) and quality "
+    "beside the source (eval.video_metrics); repeat for several; --limit caps the frames",
 )
 @click.option("--temperature", default=DEFAULT_T, show_default=True, type=TEMPERATURE.click_type())
 @click.option("--limit", default=0, type=click.IntRange(0, 10**7), help="evaluate at most this many images (0 = all)")
@@ -59,10 +65,12 @@ from .scoring import evaluate, format_table
     "training data's source, e.g. cal101_), 'folder' = the first folder below --data",
 )
 @click.option("--json", "json_out", type=click.Path(dir_okay=False, path_type=Path), help="write results as JSON")
-def cli(models, data, temperature, limit, prior_path, resamples, group_by, json_out):
+def cli(models, data, videos, temperature, limit, prior_path, resamples, group_by, json_out):
     """Score models with the paper's metrics (raw / rebalanced AuC, PSNR) against the gray baseline."""
     if json_out:
-        _check_json_out(json_out, [*models, *([prior_path] if prior_path else [])])
+        _check_json_out(json_out, [*models, *videos, *([prior_path] if prior_path else [])])
+    if videos or data is None:
+        return _score_videos(videos, models, temperature, limit, json_out)
     files = list_images(data, limit or None)
     if not files:
         raise _UsageError(f"no images under {data}")
@@ -95,6 +103,30 @@ def cli(models, data, temperature, limit, prior_path, resamples, group_by, json_
     click.echo(format_table(result))
     if json_out:
         atomic_write_text(json_out, json.dumps(result, indent=2))
+
+
+def _score_videos(videos, models, temperature, limit, json_out) -> None:
+    """``--video``: one table per clip (the first --model, or the shipped default)."""
+    from ..runtime.api import Colorizer, ModelError
+    from ..runtime.video.io import VideoError
+    from .video_metrics import format_video_table, score_video
+
+    if not videos:
+        raise _UsageError("pass --data FOLDER (images) or --video CLIP")
+    try:
+        colorizer = Colorizer(str(models[0]) if models else "default", warn=lambda m: click.echo(m, err=True))
+    except ModelError as exc:
+        raise _UsageError(str(exc)) from None
+    results = []
+    with colorizer:
+        for clip in videos:
+            try:
+                results.append(score_video(clip, colorizer, temperature=temperature, max_frames=limit))
+            except VideoError as exc:
+                raise click.ClickException(str(exc)) from None
+            click.echo(format_video_table(results[-1]))
+    if json_out:
+        atomic_write_text(json_out, json.dumps({"videos": results, "temperature": temperature}, indent=2))
 
 
 class _UsageError(click.ClickException):
