@@ -277,15 +277,16 @@ def run_batch_job(
 
 
 def _ray_job(settings, todo, summary, sizing, address, ray_cpus, worker_class, progress, say) -> list[dict]:
-    from .ray_engine import ensure_ray, import_ray, plan_actors, ray_rows
+    from .ray_engine import ensure_ray, import_ray, node_cpus, plan_actors, ray_rows
 
     ray = import_ray()
     t0 = time.perf_counter()
     started = ensure_ray(address, ray_cpus)
     summary.startup_seconds = time.perf_counter() - t0
     try:
-        cpus = float(ray.cluster_resources().get("CPU", 1))
-        plan = plan_actors(cpus, len(todo), **sizing)
+        per_node = node_cpus()
+        cpus = sum(per_node)
+        plan = plan_actors(per_node, len(todo), **sizing)
         summary.plan = plan.line()
         if progress:
             say(f"colorize-rt batch: {len(todo)} images on Ray ({cpus:g} CPUs): {summary.plan}")

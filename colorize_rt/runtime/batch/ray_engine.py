@@ -40,22 +40,22 @@ class ActorPlan:
 
 
 def plan_actors(
-    cluster_cpus: float,
+    node_cpus: float | list[float],
     n_images: int,
     actors: int | None = None,
     cpus_per_actor: float | None = None,
     gpus_per_actor: float = 0.0,
     batch_size: int | None = None,
 ) -> ActorPlan:
-    """Size the actor pool so it fits the cluster with room for the read tasks (never a silent hang).
+    """Size the actor pool so it fits every node with room for the read tasks (never a silent hang).
 
-    Defaults: one actor per whole CPU of the cluster (no more than there are images), each holding its
-    share of the CPUs less the reads' share, and at most one CPU: on 2 CPUs, 2 actors x 0.95 CPU next to
-    the reads (two actors at 1 CPU each would leave the reads no CPU and hang). Batches are small enough
-    that every actor gets several (1..16 images).
+    Defaults: one actor per whole CPU (no more than there are images), each holding at most one CPU and
+    its node's share less the reads' share, so a node's actors and a read task always fit on it together:
+    on a 2-CPU machine, 2 actors x 0.95 CPU (two actors at 1 CPU each would leave the reads no CPU and
+    hang). Batches are small enough that every actor gets several (1..16 images).
 
     Args:
-        cluster_cpus: CPUs Ray reports for the cluster.
+        node_cpus: the CPUs of each node (or of the one machine).
         n_images: images to colourise.
         actors: actors asked for (None: the default).
         cpus_per_actor: CPUs per actor asked for (None: the default).
@@ -66,25 +66,33 @@ def plan_actors(
         The plan.
 
     Raises:
-        ValueError: one line, when the pool asked for cannot fit the cluster's CPUs next to the reads.
+        ValueError: one line, when the pool asked for cannot fit the nodes' CPUs next to the reads.
     """
-    room = cluster_cpus - READ_TASK_CPUS
+    nodes = [float(c) for c in (node_cpus if isinstance(node_cpus, (list, tuple)) else [node_cpus]) if c > 0] or [1.0]
+    total = sum(nodes)
     if cpus_per_actor:
         cpa = float(cpus_per_actor)
-        fit = max(0, math.floor(room / cpa + 1e-9))
-        actors = actors or max(1, min(fit, n_images))
+        fit = sum(max(0, math.floor((c - READ_TASK_CPUS) / cpa + 1e-9)) for c in nodes)
     else:
-        actors = actors or max(1, min(math.floor(cluster_cpus + 1e-9), n_images))
-        cpa = min(1.0, math.floor(room / actors * 100) / 100)
-        fit = actors if cpa >= MIN_ACTOR_CPUS else 0
-    if cpa < MIN_ACTOR_CPUS or actors * cpa > room + 1e-9:
+        small = min(nodes)
+        cpa = min(1.0, math.floor((small - READ_TASK_CPUS) / max(1, math.floor(small + 1e-9)) * 100) / 100)
+        fit = sum(max(0, math.floor((c - READ_TASK_CPUS) / cpa + 1e-9)) for c in nodes) if cpa >= MIN_ACTOR_CPUS else 0
+    actors = actors or max(1, min(fit, n_images))
+    if cpa < MIN_ACTOR_CPUS or actors > fit:
         raise ValueError(
             f"{actors} actor{'s' if actors != 1 else ''} x {max(cpa, MIN_ACTOR_CPUS):g} CPU do not fit the cluster's "
-            f"{cluster_cpus:g} CPUs next to the reads ({READ_TASK_CPUS:g} CPU): ask for fewer actors or fewer CPUs each"
+            f"{total:g} CPUs ({len(nodes)} node{'s' if len(nodes) != 1 else ''}) next to the reads ({READ_TASK_CPUS:g} CPU per "
+            f"node): ask for at most {fit} actors, or fewer CPUs each"
         )
     if batch_size is None:
         batch_size = max(1, min(16, n_images // (4 * actors) or 1))
     return ActorPlan(actors, cpa, float(gpus_per_actor or 0.0), batch_size)
+
+
+def node_cpus() -> list[float]:
+    """The CPUs of each alive node of the connected Ray cluster."""
+    ray = import_ray()
+    return [float(n["Resources"].get("CPU", 0)) for n in ray.nodes() if n.get("Alive") and n["Resources"].get("CPU")]
 
 
 def import_ray():
