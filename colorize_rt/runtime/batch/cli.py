@@ -32,10 +32,10 @@ from ..pipeline.images import DEFAULT_MAX_PIXELS
 from .job import ENGINES, run_batch_job
 from .paths import BatchPathError
 
-PROG = "colorize-rt batch"
+BATCH_PROG = "colorize-rt batch"
 
 
-@click.command(name=PROG, context_settings={"help_option_names": ["-h", "--help"]})
+@click.command(name=BATCH_PROG, context_settings={"help_option_names": ["-h", "--help"]})
 @click.argument("src")
 @click.argument("dst")
 @click.option("--engine", type=click.Choice(ENGINES), default="ray", show_default=True, help="ray: Ray Data; local: here.")
@@ -76,7 +76,7 @@ def cli(src, dst, engine, address, actors, cpus_per_actor, gpus_per_actor, batch
     if not dry_run:
         click.echo(summary.line(), err=True)
         if summary.failed:
-            click.echo(f"{PROG}: {summary.failed} failed; their errors are in {summary.manifest}", err=True)
+            click.echo(f"{BATCH_PROG}: {summary.failed} failed; their errors are in {summary.manifest}", err=True)
     return 0
 
 
@@ -88,11 +88,11 @@ def main(argv: list[str] | None = None) -> None:
     """
     argv = sys.argv[1:] if argv is None else argv
     try:
-        rv = cli.main(args=argv, prog_name=PROG, standalone_mode=False)
+        rv = cli.main(args=argv, prog_name=BATCH_PROG, standalone_mode=False)
     except click.UsageError as exc:
-        click.echo(f"{PROG}: error: {exc.format_message()}", err=True)
+        click.echo(f"{BATCH_PROG}: error: {exc.format_message()}", err=True)
         sys.exit(2)
     except (click.Abort, KeyboardInterrupt):
-        click.echo(f"{PROG}: interrupted", err=True)
+        click.echo(f"{BATCH_PROG}: interrupted", err=True)
         sys.exit(130)
     sys.exit(rv if isinstance(rv, int) else 0)
