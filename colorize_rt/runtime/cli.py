@@ -264,12 +264,13 @@ def cli(
     video_jobs, images = _video_jobs(inputs, output, mode != "fit" or side_by_side or method == "transfer")
     found, missing = expand_inputs(images, notes) if images or not video_jobs else ([], [])
     try:
-        jobs = plan_outputs(found, output, fmt, many=len(inputs) > 1, notes=notes)
+        jobs = plan_outputs(found, output, fmt, many=len(inputs) > 1, notes=notes) if found or not video_jobs else []
         check_outputs_writable(jobs)  # before any compute; also removes temp files of killed runs
     except UsageError as exc:
         _usage(str(exc))
     try:
-        colorizer = Colorizer(model, backend, method, threads, max_side=max_side, warn=_say)
+        purpose = "throughput" if len(jobs) > 1 else "latency"  # a folder: network calls side by side (pipeline.folder)
+        colorizer = Colorizer(model, backend, method, threads, max_side=max_side, warn=_say, purpose=purpose)
     except (ModelError, BackendError) as exc:
         _usage(str(exc))
 
