@@ -205,12 +205,12 @@ def test_info(model):
         "sha256:",
         "precision: fp32",
         "variant: mobile",
-        "backend in use: cpu",
+        "backend in use: ",  # auto: the CPU runtime measured fastest here (runtime/backends/auto_choice.py)
     ):
         assert needle in proc.stdout
     proc = run_cli("--info", "--json", "--model", model)
     info = json.loads(proc.stdout)
-    assert info["backend"] == "cpu" and info["model"]["metadata"]["bins_hash"]
+    assert info["backend"] in ("cpu", "openvino", "opencv") and info["model"]["metadata"]["bins_hash"]
     assert info["backends_available"]["cpu"] is True
 
 

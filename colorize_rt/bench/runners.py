@@ -76,6 +76,9 @@ DEFAULT_BACKENDS = (
     "ort-fp32",
     "ort-int8",
     "opencv-dnn",
+    "ov-fp32",
+    "ov-int8",
+    "auto",
     "ort-cuda-fp32",
     "ort-trt-fp16",
     "ort-trt-int8",
@@ -115,6 +118,17 @@ def build_backends(
             out.append(Backend(name, make, name[4:], unavailable="" if path else "no INT8 model"))
         elif name == "opencv-dnn":
             out.append(Backend(name, lambda: OpenCVRunner(fp32, threads), "fp32"))
+        elif name in ("ov-fp32", "ov-int8"):
+            path = fp32 if name == "ov-fp32" else int8
+            why = "" if path else "no INT8 model"
+            try:
+                require("openvino")
+            except ImportError as exc:
+                why = str(exc)
+            make = None if why else (lambda path=path, name=name: _named(make_runner("openvino", path, threads), name))
+            out.append(Backend(name, make, name[3:], unavailable=why))
+        elif name == "auto":
+            out.append(Backend(name, lambda: _auto_runner(fp32, int8, threads), "fp32"))
         elif name == "ort-cuda-fp32":
             make = (lambda name=name: _named(make_runner("cuda", fp32), name)) if avail["cuda"] else None
             out.append(Backend(name, make, "fp32", "gpu", unavailable="" if make else "no CUDAExecutionProvider"))
@@ -136,6 +150,15 @@ def build_backends(
         else:
             raise ValueError(f"unknown backend {name!r}; choose from {', '.join(DEFAULT_BACKENDS)}")
     return out
+
+
+def _auto_runner(fp32: Path, int8: Path | None, threads: int) -> Runner:
+    """What ``colorize-rt`` runs with ``--backend auto`` for this model (its INT8 copy a measured candidate),
+    already activated (``activate`` is then a no-op)."""
+    from ..runtime.backends.registry import open_runner
+
+    runner, _ = open_runner(fp32, "auto", threads, warn=lambda msg: None, variants=[int8] if int8 else [])
+    return _named(runner, "auto")
 
 
 def _named(runner: Runner, name: str) -> Runner:

@@ -109,6 +109,10 @@ class OpenVinoRunner(Runner):
 
     def activate_impl(self) -> None:
         ov = require("openvino")
+        # Only the ONNX frontend: on a file it cannot read, compile_model would try every frontend in turn
+        # (TensorFlow's writes its parse errors on stderr).
+        if not ov.frontend.FrontEndManager().load_by_framework("onnx").supported(str(self.model_path)):
+            raise RuntimeError(f"{self.model_path} is not an ONNX model OpenVINO can read")
         self._core = ov.Core()
         # compile_model(path) lets a cache hit skip reading the ONNX file at all
         self._dynamic = self._core.compile_model(str(self.model_path), "CPU", self.config())

@@ -26,7 +26,7 @@ from .selfcheck import Verdict, cache_enabled, check_runner, model_sha256
 from .shipped_models import is_engine, model_metadata
 
 BACKENDS = ("auto", "cpu", "cuda", "tensorrt", "ort-trt", "openvino", "opencv")
-CPU_BACKENDS = ("openvino", "cpu", "opencv")  # what auto times on the CPU
+CPU_BACKENDS = ("cpu", "openvino", "opencv")  # what auto times on the CPU (ONNX Runtime first: its errors name the file)
 OPENVINO_MISSING = "OpenVINO is not installed (pip install openvino)"
 _PROVIDER = {
     "cpu": "CPUExecutionProvider",
@@ -394,6 +394,8 @@ def _measure_cpu(
         try:
             runner = _activate_cpu(backend, model, threads, max_side, purpose, precision)
         except (BackendError, MissingDependency) as exc:
+            if backend == "cpu" and model == candidates[0][1] and isinstance(exc, BackendError):
+                raise  # ONNX Runtime cannot read the asked-for model: not a model, whatever the others say
             row.status, row.note = "unavailable", _one_line(exc)
             open_error = open_error or (exc if isinstance(exc, BackendError) else None)
             continue
