@@ -109,3 +109,12 @@ def int8_dot_path(flags: frozenset[str] | None = None) -> str:
     if "avx2" in flags:
         return "avx2"
     return "other"
+
+
+def usable_cores() -> int:
+    """Returns: the CPU cores this process may run on (its affinity mask where the OS has one, else all)."""
+    import os
+
+    if hasattr(os, "sched_getaffinity"):
+        return max(1, len(os.sched_getaffinity(0)))
+    return os.cpu_count() or 1

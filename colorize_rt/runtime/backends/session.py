@@ -57,6 +57,7 @@ def ort_session(
     opts.log_severity_level = QUIET
     if threads:
         opts.intra_op_num_threads = threads
+    opts.inter_op_num_threads = 1  # the graph runs in sequence (ORT's default mode): no pool of idle inter-op threads
     if optimization is not None:
         if optimization not in levels:
             raise ValueError(f"unknown optimization level '{optimization}': use one of {', '.join(levels)}")

@@ -1,7 +1,12 @@
-"""Many inputs: expand files/folders/globs, plan output paths, and run decode / infer / encode overlapped.
+"""Many inputs: expand files/folders/globs, plan output paths, and colorize them in parallel lanes.
 
-Decoding (+ fit-mode preprocessing) runs in a reader thread a few images ahead, the network in the calling
-thread, recombination + encoding in one writer thread per core, so all cores work across images. A bad
+Each photo goes through one lane, start to end (decode, network input, network, recombine, encode), and
+one lane per core runs at once, so every core works on some photo and nothing is handed between threads.
+The lanes' network calls run at the same time where the engine allows it (``engine.streams`` > 1: a
+``Colorizer`` opened for ``purpose="throughput"``), else one at a time while the other lanes decode and
+encode. Measured on a folder of 48 gray 256² PNGs (2-core Xeon, issue 26): the former layout (a reader
+thread, the network in the caller, writer threads) cost 1.3x the network alone per photo; lanes with two
+one-thread network streams cost less than the network alone does with both threads on one photo. A bad
 input is reported in one line and skipped; the rest are still processed.
 """
 
@@ -10,13 +15,13 @@ from __future__ import annotations
 import glob
 import os
 import time
-from collections import deque
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from ...core.atomic import check_writable, clean_stale_temps
+from ...core.cpu import usable_cores
 from ...core.files import IMAGE_EXTS
 from .images import (
     DEFAULT_MAX_PIXELS,
@@ -286,10 +291,30 @@ def _progress_bar(total: int, progress: bool):
     return tqdm(total=total, unit="img", desc="colorize", dynamic_ncols=True)
 
 
+MAX_LANES = 8  # photos in flight at most (memory: each lane holds one decoded photo and its output)
+
+
+def lane_count(engine, fit: bool, cores: int | None = None) -> int:
+    """How many photos ``run_batch`` colorizes at once.
+
+    Args:
+        engine: the ``Colorizer``; its ``streams`` (network calls that may run at once, default 1) counts.
+        fit: fit mode (other modes hold a full-resolution image per tile pass: two lanes at most).
+        cores: CPU cores to fill (default: those this process may run on).
+
+    Returns:
+        ``max(streams, cores)`` in fit mode, capped at ``MAX_LANES``; at most 2 in the other modes.
+    """
+    cores = usable_cores() if cores is None else cores
+    streams = max(1, int(getattr(engine, "streams", 1) or 1))
+    lanes = max(streams, cores, 2)
+    return min(MAX_LANES if fit else 2, lanes)
+
+
 @dataclass
 class _Run:
-    """The stages of one batch: ``read`` (decode + fit-mode network input) in a reader thread, ``compute``
-    (the network) in the calling thread, ``finish`` (recombine + encode + write) in writer threads."""
+    """One batch: ``colorize_one`` takes a photo through every stage in the calling lane; failures are counted
+    and reported (one line each) from the thread that collects the lanes' results."""
 
     engine: object
     opts: Options
@@ -316,23 +341,16 @@ class _Run:
         if self.bar is not None:
             self.bar.update(1)
 
-    def read(self, job: Job):
-        image = read_image(job.src, self.opts.max_pixels)
-        return image, self.engine.prepare_fit(image, self.opts.size) if self.fit else None
-
-    def compute(self, job: Job, read: Future):
-        """(image, network result) of a read job, or None when it failed (reported)."""
+    def colorize_one(self, job: Job) -> None:
+        """Decode, colorize and write one photo (raises what fails; ``collect`` reports it)."""
         o = self.opts
-        try:
-            image, L_small = read.result()
-            if self.fit:
-                return image, self.engine.infer_fit(L_small, o.temperature)
+        image = read_image(job.src, o.max_pixels)
+        if self.fit:
+            result = self.engine.infer_fit(self.engine.prepare_fit(image, o.size), o.temperature)
+        else:
             kw = {"mode": o.mode, "size": o.size, "tile": o.tile, "overlap": o.overlap, "scale": o.scale}
-            return image, self.engine.colorize(image, temperature=o.temperature, reference=o.reference, **kw)
-        except Exception as exc:  # noqa: BLE001 - reported, the batch goes on
-            self.fail(job, exc)
-            self.step()
-            return None
+            result = self.engine.colorize(image, temperature=o.temperature, reference=o.reference, **kw)
+        self.finish(job, image, result)
 
     def finish(self, job: Job, image, result) -> None:
         if self.fit and not self.opts.side_by_side and image.alpha is None:
@@ -345,15 +363,13 @@ class _Run:
             colour = side_by_side(gray_of(image), colour)
         write_image(colour, job.dst, quality=self.opts.quality)
 
-    def drain(self, writes: deque, keep: int) -> None:
-        while len(writes) > keep:
-            job, fut = writes.popleft()
-            try:
-                fut.result()
-                self.summary.done += 1
-            except Exception as exc:  # noqa: BLE001 - reported, the batch goes on
-                self.fail(job, exc)
-            self.step()
+    def collect(self, job: Job, fut: Future) -> None:
+        try:
+            fut.result()
+            self.summary.done += 1
+        except Exception as exc:  # noqa: BLE001 - reported, the batch goes on
+            self.fail(job, exc)
+        self.step()
 
 
 def run_batch(
@@ -363,20 +379,20 @@ def run_batch(
     *,
     report: Callable[[str], None],
     progress: bool = True,
-    prefetch: int = 2,
+    lanes: int | None = None,
 ) -> Summary:
     """Colorize ``jobs`` with ``engine``; failures are reported (one line each) and counted.
 
-    Decoding runs ``prefetch`` images ahead in a reader thread, the network in the calling thread and
-    recombination + encoding in one writer thread per core, so all cores work across images.
+    Each photo is decoded, colorized and written in one lane, ``lanes`` photos at once (see the module doc);
+    outputs are those of colorizing the photos one by one.
 
     Args:
         jobs: (input, output) pairs, as ``plan_outputs`` makes them.
-        engine: a ``Colorizer`` (``prepare_fit`` / ``infer_fit`` / ``finish_fit`` / ``colorize``).
+        engine: a ``Colorizer`` (``prepare_fit`` / ``infer_fit`` / ``finish_fit`` / ``colorize``; ``streams``).
         opts: the run's options.
         report: where one-line messages go (without a progress bar).
         progress: show a progress bar (tqdm).
-        prefetch: images decoded ahead of the network.
+        lanes: photos in flight (default ``lane_count``; 1 colorizes them one after the other).
 
     Returns:
         The ``Summary`` (counts, errors, seconds).
@@ -385,28 +401,20 @@ def run_batch(
     todo = [job for job in jobs if not (opts.skip_existing and job.dst.exists())]
     run = _Run(engine, opts, report, _progress_bar(len(todo), progress))
     run.summary.skipped = len(jobs) - len(todo)
-    n_writers = max(1, min(4, os.cpu_count() or 1))
-    pending = deque(todo)
-    reads: deque[tuple[Job, Future]] = deque()
-    writes: deque[tuple[Job, Future]] = deque()
-    with (
-        ThreadPoolExecutor(1, thread_name_prefix="colorize-read") as readers,
-        ThreadPoolExecutor(n_writers, thread_name_prefix="colorize-write") as writers,
-    ):
+    lanes = max(1, min(MAX_LANES, lanes or lane_count(engine, run.fit)))
+    running: dict[Future, Job] = {}
+    with ThreadPoolExecutor(lanes, thread_name_prefix="colorize-lane") as pool:
         try:
-            while pending or reads:
-                while pending and len(reads) <= prefetch:
-                    job = pending.popleft()
-                    reads.append((job, readers.submit(run.read, job)))
-                job, fut = reads.popleft()
-                done = run.compute(job, fut)
-                if done is not None:
-                    writes.append((job, writers.submit(run.finish, job, *done)))
-                del done, fut
-                run.drain(writes, keep=n_writers)
-            run.drain(writes, keep=0)
+            for job in todo:
+                if len(running) >= lanes:
+                    done, _ = wait(running, return_when=FIRST_COMPLETED)
+                    for fut in done:
+                        run.collect(running.pop(fut), fut)
+                running[pool.submit(run.colorize_one, job)] = job
+            for fut in list(running):
+                run.collect(running.pop(fut), fut)
         finally:
-            for _, fut in (*reads, *writes):
+            for fut in running:
                 fut.cancel()
             if run.bar is not None:
                 run.bar.close()
