@@ -45,6 +45,7 @@ class BenchConfig:
     fullres_images: int = 6  # full-resolution phase (bench/fullres.py): 12 MP gray JPEGs vs the codec floor
     fullres_size: tuple[int, int] = (4000, 3000)
     fullres_repeats: int = 3
+    video_frames: int = 48  # video phase (bench/video.py): an 854x480 gray clip, 3 interleaved rounds; 0 skips it
     tile: int = 512
     overlap: int = 64
     threads: int = 0
@@ -65,6 +66,7 @@ def quick_config() -> BenchConfig:
         e2e_images=8,
         tiled_sizes=(256, 512),
         fullres_images=0,  # the full-resolution phase needs ~1 min of its own: `python -m benchmarks.fullres`
+        video_frames=0,  # the video phase needs ~1 min of its own (tests/test_video_bench.py runs a small one)
         tile=128,
         overlap=16,
     )
@@ -149,6 +151,7 @@ def run(cfg: BenchConfig, out_dir: Path | None, cache: Path | None = None, comma
                 log=_log,
             )
 
+    video = _video_phase(cfg, deadline, e2e_model, photo_dir)
     record = {
         "schema": 1,
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
@@ -164,6 +167,7 @@ def run(cfg: BenchConfig, out_dir: Path | None, cache: Path | None = None, comma
         "end_to_end": e2e,
         "tiled": tiled,
         "full_resolution": fullres,
+        "video": video,
         "headline": headline(cases, size=min(cfg.sizes), batch=min(cfg.batches)),
         "elapsed_s": time.monotonic() - t_start,
     }
@@ -183,6 +187,21 @@ def _fullres_phase(cfg: BenchConfig, deadline: float) -> dict:
         from .fullres import measure_fullres
 
         return measure_fullres(cfg.fullres_images, cfg.fullres_size, cfg.fullres_repeats, log=_log)
+    except Exception as exc:  # noqa: BLE001 - recorded; the other phases stand
+        return {"status": "error", "error": f"{type(exc).__name__}: {exc}"}
+
+
+def _video_phase(cfg: BenchConfig, deadline: float, model: str | None, photo_dir: str | None) -> dict:
+    """End-to-end video fps beside decode + encode alone and the network alone (bench/video.py)."""
+    if not cfg.video_frames or model is None:
+        return {"status": "skipped", "reason": "video_frames = 0" if model else "no ONNX model"}
+    if deadline - time.monotonic() < 60:
+        return {"status": "skipped", "reason": "time budget"}
+    _log(f"[bench] video: {cfg.video_frames} frames 854x480, model {model}")
+    try:
+        from .video import video_throughput
+
+        return video_throughput(model, frames=cfg.video_frames, threads=cfg.threads, photo_dir=photo_dir, log=_log)
     except Exception as exc:  # noqa: BLE001 - recorded; the other phases stand
         return {"status": "error", "error": f"{type(exc).__name__}: {exc}"}
 

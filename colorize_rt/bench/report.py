@@ -173,6 +173,7 @@ def markdown(record: dict) -> str:
         from .fullres import fullres_markdown
 
         lines += fullres_markdown(record["full_resolution"])
+    lines += _video_md(record.get("video"))
     return "\n".join(lines) + "\n"
 
 
@@ -209,6 +210,15 @@ def _e2e_md(e2e: dict | None) -> list[str]:
         f"{e2e['peak_rss_mb']:.0f} MB.",
         "",
     ]
+
+
+def _video_md(video: dict | None) -> list[str]:
+    """The video phase's section (colorize-rt clip.mp4, bench/video.py)."""
+    if not video:
+        return []
+    from .video import video_markdown
+
+    return video_markdown(video)
 
 
 def _tiled_md(tiled: dict | None) -> list[str]:
