@@ -46,6 +46,7 @@ class BenchConfig:
     fullres_size: tuple[int, int] = (4000, 3000)
     fullres_repeats: int = 3
     video_frames: int = 48  # video phase (bench/video.py): an 854x480 gray clip, 3 interleaved rounds; 0 skips it
+    batch_engines: bool = True  # colorize-rt batch phase (bench/batch_engines.py): local vs Ray, 50 mixed + six 12 MP
     tile: int = 512
     overlap: int = 64
     threads: int = 0
@@ -67,6 +68,7 @@ def quick_config() -> BenchConfig:
         tiled_sizes=(256, 512),
         fullres_images=0,  # the full-resolution phase needs ~1 min of its own: `python -m benchmarks.fullres`
         video_frames=0,  # the video phase needs ~1 min of its own (tests/test_video_bench.py runs a small one)
+        batch_engines=False,  # ~3 min with Ray: `python -m colorize_rt.bench.batch_engines`
         tile=128,
         overlap=16,
     )
@@ -115,6 +117,7 @@ def run(cfg: BenchConfig, out_dir: Path | None, cache: Path | None = None, comma
     rescale_fractions(cases, peaks)
 
     fullres = _fullres_phase(cfg, deadline)
+    batch_engines = _batch_engines_phase(cfg, deadline, photo_dir)
     e2e_model = _e2e_model(models)
     e2e: dict = {"status": "skipped", "reason": "no ONNX model"}
     tiled: dict = {"status": "skipped", "reason": "no ONNX model"}
@@ -168,6 +171,7 @@ def run(cfg: BenchConfig, out_dir: Path | None, cache: Path | None = None, comma
         "tiled": tiled,
         "full_resolution": fullres,
         "video": video,
+        "batch_engines": batch_engines,
         "headline": headline(cases, size=min(cfg.sizes), batch=min(cfg.batches)),
         "elapsed_s": time.monotonic() - t_start,
     }
@@ -187,6 +191,23 @@ def _fullres_phase(cfg: BenchConfig, deadline: float) -> dict:
         from .fullres import measure_fullres
 
         return measure_fullres(cfg.fullres_images, cfg.fullres_size, cfg.fullres_repeats, log=_log)
+    except Exception as exc:  # noqa: BLE001 - recorded; the other phases stand
+        return {"status": "error", "error": f"{type(exc).__name__}: {exc}"}
+
+
+def _batch_engines_phase(cfg: BenchConfig, deadline: float, photo_dir) -> dict:
+    """``colorize-rt batch``: local against Ray with 1 and 2 actors (bench/batch_engines.py); needs the cluster extra."""
+    if not cfg.batch_engines:
+        return {"status": "skipped", "reason": "batch_engines = False"}
+    if deadline - time.monotonic() < 240:
+        return {"status": "skipped", "reason": "time budget"}
+    _log("[bench] colorize-rt batch: local vs Ray, 50 mixed photos and six 12 MP photos")
+    try:
+        from .batch_engines import measure_batch_engines
+
+        return measure_batch_engines(photo_dir, log=_log)
+    except MissingDependency as exc:
+        return {"status": "skipped", "reason": str(exc)}
     except Exception as exc:  # noqa: BLE001 - recorded; the other phases stand
         return {"status": "error", "error": f"{type(exc).__name__}: {exc}"}
 

@@ -174,6 +174,10 @@ def markdown(record: dict) -> str:
 
         lines += fullres_markdown(record["full_resolution"])
     lines += _video_md(record.get("video"))
+    if "batch_engines" in record:  # colorize-rt batch: local vs Ray (bench/batch_engines.py)
+        from .batch_engines import batch_engines_markdown
+
+        lines += batch_engines_markdown(record["batch_engines"])
     return "\n".join(lines) + "\n"
 
 

@@ -46,7 +46,11 @@ ENGINES = ("local", "ray")
 
 @dataclass
 class BatchJobSummary:
-    """What a job did: counts, wall time, Ray's start-up time apart, the manifest's path and rows."""
+    """What a job did: counts, wall time, its start-up apart, the manifest's path and rows.
+
+    ``startup_seconds`` run from the call to the moment the first image starts (listing, ``ray.init``, the
+    actors' start and model load); ``ray_init_seconds`` is the ``ray.init`` part of it.
+    """
 
     run_id: str
     total: int = 0
@@ -55,18 +59,23 @@ class BatchJobSummary:
     failed: int = 0
     seconds: float = 0.0
     startup_seconds: float = 0.0
+    ray_init_seconds: float = 0.0
     manifest: str | None = None
     plan: str = ""
     rows: list[dict] = field(default_factory=list)
 
     @property
+    def work_seconds(self) -> float:
+        """From the first image's start to the job's end (the manifest written)."""
+        return max(0.0, self.seconds - self.startup_seconds)
+
+    @property
     def images_per_second(self) -> float:
-        work = self.seconds - self.startup_seconds
-        return self.done / work if self.done and work > 0 else 0.0
+        return self.done / self.work_seconds if self.done and self.work_seconds > 0 else 0.0
 
     def line(self) -> str:
         """The summary line printed at the end of a job."""
-        startup = f", Ray start-up {self.startup_seconds:.1f} s" if self.startup_seconds else ""
+        startup = f" after a start-up of {self.startup_seconds:.1f} s" if self.startup_seconds else ""
         return (
             f"colorize-rt batch: {self.done} done, {self.skipped} skipped, {self.failed} failed in {self.seconds:.1f} s "
             f"({self.images_per_second:.2f} images/s{startup})"
@@ -242,7 +251,7 @@ def run_batch_job(
     say = report or (lambda msg: print(msg, file=sys.stderr))
     sizing = {"actors": actors, "cpus_per_actor": cpus_per_actor, "gpus_per_actor": gpus_per_actor, "batch_size": batch_size}
     _check_options(mode, engine, size, tile, overlap, scale, temperature, quality, max_pixels, sizing)
-    t0 = time.perf_counter()
+    t0, wall0 = time.perf_counter(), time.time()
     src_place, dst_place = Place(src, dict(storage_options or {})), Place(dst, dict(storage_options or {}))
     check_places(src_place, dst_place)
     todo, skipped = plan_sources(src_place, dst_place, fmt)
@@ -268,6 +277,9 @@ def run_batch_job(
     elif todo:
         rows += _ray_job(settings, todo, summary, sizing, address, ray_cpus, worker_class, progress, say)
     summary.rows = one_row_per_source(rows)
+    starts = [r["started"] for r in summary.rows if r.get("started")]
+    if starts:
+        summary.startup_seconds = max(0.0, min(starts) - wall0)
     summary.done = sum(r["status"] == "done" for r in summary.rows)
     summary.failed = sum(r["status"] == "failed" for r in summary.rows)
     summary.manifest = write_manifest(dst_place, summary.run_id, summary.rows)
@@ -282,7 +294,7 @@ def _ray_job(settings, todo, summary, sizing, address, ray_cpus, worker_class, p
     ray = import_ray()
     t0 = time.perf_counter()
     started = ensure_ray(address, ray_cpus)
-    summary.startup_seconds = time.perf_counter() - t0
+    summary.ray_init_seconds = time.perf_counter() - t0
     try:
         per_node = node_cpus()
         cpus = sum(per_node)

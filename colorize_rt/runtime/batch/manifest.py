@@ -1,9 +1,10 @@
 """The job's manifest: one JSON line per source under ``DST/_manifest/<run id>.jsonl``.
 
 Each row names the source, its destination, its status (``done`` / ``skipped`` / ``failed``), the error (one
-line), the milliseconds spent, the model's sha256 and the run id (``worker.MANIFEST_FIELDS``). A failed
-image is a row, not a failed job. Ray may run a batch twice after a worker dies; the rows are keyed by
-source, so the manifest still has exactly one row per source (the last one wins).
+line), the milliseconds spent, the model's sha256, the run id and when it started (Unix time; the
+fields are ``worker.MANIFEST_FIELDS``). A failed image is a row, not a failed job. Ray may run a batch twice
+after a worker dies; the rows are keyed by source, so the manifest still has exactly one row per source (the
+last one wins).
 """
 
 from __future__ import annotations

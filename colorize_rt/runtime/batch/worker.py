@@ -19,7 +19,7 @@ from ..pipeline.modes import recombine_bgr
 from .paths import Place, output_name, put_bytes
 
 # The manifest's columns, in order (one row per source).
-MANIFEST_FIELDS = ("source", "destination", "status", "error", "ms", "model_sha256", "run_id")
+MANIFEST_FIELDS = ("source", "destination", "status", "error", "ms", "model_sha256", "run_id", "started")
 
 
 @dataclass
@@ -65,7 +65,9 @@ def actor_threads(cpus: float) -> int:
     return max(1, math.ceil(cpus - 1e-9))
 
 
-def manifest_row(settings: BatchSettings, rel: str, status: str, error: str = "", ms: float = 0.0, sha: str = "") -> dict:
+def manifest_row(
+    settings: BatchSettings, rel: str, status: str, error: str = "", ms: float = 0.0, sha: str = "", started: float = 0.0
+) -> dict:
     """One manifest row for the source at ``rel``.
 
     Args:
@@ -75,6 +77,7 @@ def manifest_row(settings: BatchSettings, rel: str, status: str, error: str = ""
         error: one line, for ``failed``.
         ms: milliseconds spent on it (read to write).
         sha: the model's sha256 (empty for rows that ran no model).
+        started: when the work on it started (Unix time; 0 for rows that ran no model).
 
     Returns:
         A dict with ``MANIFEST_FIELDS``.
@@ -88,6 +91,7 @@ def manifest_row(settings: BatchSettings, rel: str, status: str, error: str = ""
         "ms": round(float(ms), 3),
         "model_sha256": sha,
         "run_id": settings.run_id,
+        "started": round(float(started), 3),
     }
 
 
@@ -145,17 +149,17 @@ class ColorizeWorker:
         Returns:
             Its manifest row (``done`` or ``failed`` with a one-line error; never raises for a bad image).
         """
-        t0 = time.perf_counter()
+        t0, started = time.perf_counter(), time.time()
         out_rel = output_name(rel, self.settings.fmt)
         try:
             put_bytes(self.settings.dst, out_rel, self.encode(data, "." + out_rel.rsplit(".", 1)[-1].lower()))
         except ImageError as exc:
             msg = str(exc).replace("<bytes>: ", "").replace("<memory>: ", "")
-            return manifest_row(self.settings, rel, "failed", msg, _ms(t0), self.model_sha256)
+            return manifest_row(self.settings, rel, "failed", msg, _ms(t0), self.model_sha256, started)
         except Exception as exc:  # noqa: BLE001 - a failed image is a row, not a failed job
             msg = " ".join(str(exc).split())[:300] or type(exc).__name__
-            return manifest_row(self.settings, rel, "failed", f"{type(exc).__name__}: {msg}", _ms(t0), self.model_sha256)
-        return manifest_row(self.settings, rel, "done", "", _ms(t0), self.model_sha256)
+            return manifest_row(self.settings, rel, "failed", f"{type(exc).__name__}: {msg}", _ms(t0), self.model_sha256, started)
+        return manifest_row(self.settings, rel, "done", "", _ms(t0), self.model_sha256, started)
 
     def relative(self, path: str) -> str:
         """The path relative to SRC of a path Ray read (its ``path`` column)."""
