@@ -11,6 +11,13 @@ which emulates a CPU without VNNI (AVX2 only) and runs the same Python + ONNX Ru
 
 (qemu's /proc/cpuinfo is the host's, so pass ``--path`` instead of trusting ``core.cpu.int8_dot_path``.)
 
+``probe`` and ``accuracy`` take ``--backend openvino`` to run the models on OpenVINO instead of ONNX Runtime
+(``kernels`` lists the convolution kernels OpenVINO compiled an INT8 model to on this (emulated) CPU)::
+
+    qemu-x86_64 -cpu Haswell .venv/bin/python -m benchmarks.int8_paths kernels colorize_rt/assets/default-int8.onnx
+    qemu-x86_64 -cpu Haswell .venv/bin/python -m benchmarks.int8_paths probe --backend openvino MODEL.int8.onnx
+    qemu-x86_64 -cpu Haswell .venv/bin/python -m benchmarks.int8_paths accuracy --backend openvino refs.npz MODEL.int8.onnx
+
 * ``gemm``: ONNX Runtime ``MatMulInteger`` (uint8 x int8 weights, full range) against ``core.int8sim`` for
   both paths; says which one ORT matched bit for bit.
 * ``probe``: each model's known-answer check (``runtime.selfcheck``, no cache) on the CPU.
@@ -72,15 +79,40 @@ def _session_with_weights(n: int, w: np.ndarray):
     return ort_session(model.SerializeToString())
 
 
+def _runner(model, backend: str, threads: int):
+    """An (inactive) runner for ``model`` on ``backend`` (``onnxruntime`` or ``openvino``, f32 precision hint)."""
+    from colorize_rt.runtime.backends.registry import make_runner
+
+    return make_runner("cpu" if backend == "onnxruntime" else backend, model, threads)
+
+
+def kernels(args) -> int:
+    """OpenVINO's compiled kernels (primitive types) of each model's convolutions, counted."""
+    from collections import Counter
+
+    import openvino as ov
+
+    core = ov.Core()
+    print(f"OpenVINO {ov.get_version()} CPU capabilities: {core.get_property('CPU', 'OPTIMIZATION_CAPABILITIES')}")
+    for m in args.models:
+        compiled = core.compile_model(m, "CPU", {"INFERENCE_PRECISION_HINT": "f32", "INFERENCE_NUM_THREADS": "1"})
+        seen = Counter()
+        for op in compiled.get_runtime_model().get_ordered_ops():
+            info = op.get_rt_info()
+            if "layerType" in info and info["layerType"].astype(str) == "Convolution":
+                seen[(info["primitiveType"].astype(str), info["runtimePrecision"].astype(str))] += 1
+        print(json.dumps({"model": m, "convolutions": {f"{k} ({p})": n for (k, p), n in sorted(seen.items())}}))
+    return 0
+
+
 def probe(args) -> int:
-    from colorize_rt.runtime.backends.runners import OrtRunner
     from colorize_rt.runtime.backends.selfcheck import check_runner
 
     bad = 0
     for m in args.models:
         t = time.perf_counter()
-        with OrtRunner(m, threads=args.threads) as r:
-            v = check_runner(r, m, "cpu", use_cache=False)
+        with _runner(m, args.backend, args.threads) as r:
+            v = check_runner(r, m, r.name, use_cache=False)
         print(f"{v.line()} | {time.perf_counter() - t:.1f} s", flush=True)
         bad += v.status == "fail"
     return 1 if bad else 0
@@ -138,7 +170,15 @@ def accuracy(args) -> int:
         return run
 
     preds = {"fp32": reference}
-    preds |= {Path(m).name: tracked(Path(m).name, onnx_predictor(m, threads=args.threads)) for m in args.models}
+    if args.backend == "onnxruntime":
+        preds |= {Path(m).name: tracked(Path(m).name, onnx_predictor(m, threads=args.threads)) for m in args.models}
+    else:
+        from colorize_rt.core.constants import DEFAULT_T
+        from colorize_rt.runtime.backends.runners import predict_ab
+
+        for m in args.models:
+            runner = _runner(m, args.backend, args.threads).activate()
+            preds[Path(m).name] = tracked(Path(m).name, lambda L, r=runner: predict_ab(r, L, DEFAULT_T))
     res = evaluate(files, preds, short_side=short, progress=False)
     out = {
         "images": res["methods"]["fp32"]["n_images"],
@@ -160,6 +200,9 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("probe")
     p.add_argument("models", nargs="+")
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--backend", choices=("onnxruntime", "openvino"), default="onnxruntime")
+    k = sub.add_parser("kernels")
+    k.add_argument("models", nargs="+")
     r = sub.add_parser("refs")
     r.add_argument("--data", required=True)
     r.add_argument("--model", default="colorize_rt/assets/default.onnx")
@@ -170,8 +213,9 @@ def main(argv: list[str] | None = None) -> int:
     a.add_argument("refs")
     a.add_argument("models", nargs="+")
     a.add_argument("--threads", type=int, default=1)
+    a.add_argument("--backend", choices=("onnxruntime", "openvino"), default="onnxruntime")
     args = ap.parse_args(argv)
-    return {"gemm": gemm, "probe": probe, "refs": refs, "accuracy": accuracy}[args.cmd](args)
+    return {"gemm": gemm, "probe": probe, "refs": refs, "accuracy": accuracy, "kernels": kernels}[args.cmd](args)
 
 
 if __name__ == "__main__":
