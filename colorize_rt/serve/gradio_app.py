@@ -18,6 +18,7 @@ from .admission import Overloaded
 from .service import (
     DEFAULT_SIZE,
     METHOD_LABELS,
+    VIDEO_UI_SECONDS,
     ColorizeService,
     UserError,
     blend,
@@ -87,6 +88,14 @@ def build_blocks(service: ColorizeService):
             cache_md_text(),
             (res.gray, res.color),
         )
+
+    def run_video(path, stabilize):
+        if not path:
+            return None, "Upload a video to start."
+        try:
+            return service.colorize_video_file(path, str(outdir), bool(stabilize))
+        except UserError as exc:
+            return None, f"**Error:** {exc}"
 
     def reblend(state, blend_t):
         return None if state is None else blend(state[0], state[1], blend_t)
@@ -161,6 +170,16 @@ def build_blocks(service: ColorizeService):
                 with gr.Tab("Animation"):
                     gif = gr.Image(label="Blend animation (GIF)", type="filepath", interactive=False, elem_id="gif")
                     frames = gr.Gallery(label="Frames", columns=7, height="auto", elem_id="frames")
+                with gr.Tab("Video"):
+                    video_in = gr.Video(
+                        label=f"Clip (up to {VIDEO_UI_SECONDS:g} s are colorized; longer: colorize-rt clip.mp4)",
+                        sources=["upload"],
+                        elem_id="video-in",
+                    )
+                    stabilize = gr.Checkbox(value=True, label="Stabilise colour over time", elem_id="video-stabilize")
+                    video_button = gr.Button("Colorize video", elem_id="video-run")
+                    video_out = gr.Video(label="Colorized", interactive=False, elem_id="video-out")
+                    video_status = gr.Markdown("", elem_id="video-status")
         cache_md = gr.Markdown(cache_md_text(), elem_id="cache-stats")
 
         inputs = [upload, method, temperature, mode, size, reference, blend_t]
@@ -184,6 +203,9 @@ def build_blocks(service: ColorizeService):
                 show_progress="minimal",
             )
         blend_t.change(reblend, [state, blend_t], blended, trigger_mode="always_last", show_progress="hidden")
+        video_button.click(
+            run_video, [video_in, stabilize], [video_out, video_status], concurrency_limit=1, concurrency_id="video"
+        )
         method.change(method_changed, method, [reference, temperature])
     return demo
 

@@ -7,6 +7,7 @@ Every answer to a bad request is a 4xx with a one-line JSON ``{"error": ...}``:
 * 400: a bad parameter (checked against the same bounds as the command line, ``runtime.limits``) or image;
 * 408: a body that stalls (``COLORIZE_RT_BODY_TIMEOUT_S``, default 30 s);
 * 405 with ``Allow: POST``: another method on ``/api/colorize``;
+* 415: a video (``runtime.video.io.video_signature``): this endpoint takes one image;
 * 413: over a limit (upload size, canvas, memory or network budget);
 * 503 with ``Retry-After``: the server is full (see :mod:`.admission`).
 """
@@ -23,6 +24,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import ClientDisconnect
 
 from ..core.constants import DEFAULT_T
+from ..runtime.video.io import video_signature
 from .admission import Overloaded
 from .service import DEFAULT_SIZE, ColorizeService, UserError
 
@@ -102,6 +104,10 @@ def create_api(service: ColorizeService) -> FastAPI:
             return error(exc.status, str(exc))
         if request.headers.get("content-type", "").lower().startswith("multipart/"):
             return error(400, "send the image itself as the body (curl --data-binary @photo.png), not a form upload (curl -F)")
+        kind = video_signature(body)
+        if kind:
+            hint = "colorize videos with `colorize-rt clip.mp4` or the UI's Video tab"
+            return error(415, f"the upload is a video ({kind}); /api/colorize takes one image: {hint}")
         try:
             params = parse_params(request.query_params)
             if params["method"] == "transfer":

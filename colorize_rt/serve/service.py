@@ -36,6 +36,8 @@ METHOD_LABELS = {
 DEFAULT_MAX_UPLOAD_MB = 20.0
 DEFAULT_UI_MAX_PIXELS = 50_000_000
 DEFAULT_SIZE = 256
+VIDEO_UI_SECONDS = 10.0  # the UI's Video tab colorizes at most this much of a clip
+_VIDEO_LOCK = threading.Lock()  # one video at a time (each already uses every core)
 
 
 class UserError(ValueError):
@@ -353,6 +355,41 @@ class ColorizeService:
         )
 
     # -- stats ----------------------------------------------------------------------------------
+    def colorize_video_file(self, path: str, out_dir: str, stabilize: bool = True) -> tuple[str, str]:
+        """A short clip for the UI's Video tab: at most ``VIDEO_UI_SECONDS`` of it (runtime.video).
+
+        Args:
+            path: the uploaded video.
+            out_dir: where to write ``<stem>_color.mp4``.
+            stabilize: the temporal stabiliser (off: per-frame colour).
+
+        Returns:
+            (output path, one status line).
+
+        Raises:
+            UserError: not a usable video (one line); RequestTooLarge: frames over ``max_pixels``.
+        """
+        from ..runtime.video.io import VideoError, probe_video
+        from ..runtime.video.job import VideoOptions, colorize_video
+
+        try:
+            info = probe_video(path)
+        except VideoError as exc:
+            raise UserError(f"the video is not usable: {str(exc).split(': ', 1)[-1]}") from None
+        if self.max_pixels > 0 and info.width * info.height > self.max_pixels:
+            raise RequestTooLarge(f"{info.width}x{info.height} frames are over this server's {self.max_pixels / 1e6:g} MP limit")
+        cut = info.duration > VIDEO_UI_SECONDS
+        opts = VideoOptions(preset="veryfast", stabilize=stabilize, duration=VIDEO_UI_SECONDS if cut else None)
+        dst = os.path.join(out_dir, f"{os.path.splitext(os.path.basename(path))[0]}_color.mp4")
+        engine = self.engine("classification")
+        with _VIDEO_LOCK:
+            try:
+                res = colorize_video(path, engine, opts, dst, report=lambda msg: None)
+            except VideoError as exc:
+                raise UserError(f"the video is not usable: {str(exc).split(': ', 1)[-1]}") from None
+        first = f"the first {VIDEO_UI_SECONDS:g} s: " if cut else ""
+        return str(res.dst), f"{first}{res.frames} frames in {res.seconds:.1f} s, {res.cuts} scene cuts"
+
     def cache_stats(self) -> dict:
         return self.cache.info()
 

@@ -381,3 +381,31 @@ def read_items(container, info: VideoInfo, start: float = 0.0, duration: float |
             raise DamagedVideo(f"{info.path}: {what}", n)
     if n == 0:
         raise DamagedVideo(f"{info.path}: no video frame could be decoded" + (f" after {start:g} s" if start else ""), 0)
+
+
+# -- recognising a video from its first bytes ------------------------------------------------------------
+_IMAGE_BRANDS = (b"avif", b"avis", b"heic", b"heix", b"heim", b"heis", b"hevc", b"mif1", b"msf1", b"jp2 ", b"jpx ")
+
+
+def video_signature(data: bytes) -> str | None:
+    """The container of a video file from its first bytes (``"MP4/MOV"``, ``"Matroska/WebM"``, ``"AVI"``,
+    ``"MPEG-TS"``, ``"MPEG-PS"``, ``"FLV"``, ``"ASF/WMV"``), or None (an image, AVIF/HEIF included, or
+    anything else). For answering a video sent where an image is expected with a clear message."""
+    head = bytes(data[:512])
+    if len(head) >= 12 and head[4:8] == b"ftyp":
+        return None if head[8:12] in _IMAGE_BRANDS else "MP4/MOV"
+    if head[4:8] in (b"moov", b"mdat", b"wide", b"free"):
+        return "MP4/MOV"
+    if head[:4] == b"\x1a\x45\xdf\xa3":
+        return "Matroska/WebM"
+    if head[:4] == b"RIFF" and head[8:12] == b"AVI ":
+        return "AVI"
+    if len(head) > 376 and head[0] == 0x47 and head[188] == 0x47 and head[376] == 0x47:
+        return "MPEG-TS"
+    if head[:4] == b"\x00\x00\x01\xba":
+        return "MPEG-PS"
+    if head[:3] == b"FLV":
+        return "FLV"
+    if head[:16] == bytes.fromhex("3026b2758e66cf11a6d900aa0062ce6c"):
+        return "ASF/WMV"
+    return None
