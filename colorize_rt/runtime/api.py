@@ -132,6 +132,11 @@ class Colorizer:
     def _predictor(self, temperature: float | None):
         return lambda L: self.predict(L, temperature)
 
+    @property
+    def has_logits(self) -> bool:
+        """Whether the model has the 313-bin ``logits`` output a palette needs (classification exports)."""
+        return bool(getattr(self.runner, "has_output", lambda _: False)("logits"))
+
     def predict_with_logits(self, L: np.ndarray, temperature: float | None = None) -> tuple[np.ndarray, np.ndarray]:
         """L* (N, 1, H, W) -> (ab (N, 2, H, W), 313-bin logits (N, 313, H/4, W/4)); ValueError for a model without
         the ``logits`` output (an L2 model)."""
@@ -163,9 +168,9 @@ class Colorizer:
         mode, classification models; see docs/hints.md). Without them the output is unchanged.
         """
         if hints or palette is not None:
-            if self.method != "classification" or mode != "fit":
-                raise ModelError("hints and a palette need method 'classification' and mode 'fit'")
-            if palette is not None and not getattr(self.runner, "has_output", lambda _: False)("logits"):
+            if self.method == "transfer" or mode != "fit":
+                raise ModelError("hints and a palette need a network (not method 'transfer') and mode 'fit'")
+            if palette is not None and not self.has_logits:
                 raise ModelError(f"{self.model_path.name} has no 313-bin 'logits' output: a palette needs a classification model")
             t = self.default_temperature if temperature is None else TEMPERATURE.check(temperature)
             logits = (lambda L: self.predict_with_logits(L, t)) if palette is not None else None

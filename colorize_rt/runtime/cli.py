@@ -23,6 +23,8 @@ from .api import METHODS, MODES
 from .backends.registry import BACKENDS, BackendError, available_backends, openvino_version, ort_providers
 from .backends.selfcheck import int8_dot_path, int8_path_description
 from .backends.shipped_models import ModelError
+from .guidance.jobs import run_guided_jobs
+from .guidance.spec import GuidanceError, load_guidance
 from .limits import CRF, MAX_PIXELS, OVERLAP, QUALITY, SCALE, SIZE, START_SECONDS, TEMPERATURE, THREADS, TILE
 from .pipeline.folder import Options, Summary, UsageError, check_outputs_writable, expand_inputs, plan_outputs, run_batch
 from .pipeline.images import DEFAULT_MAX_PIXELS, ImageError, read_image
@@ -139,6 +141,9 @@ def _short_metadata(value: str, limit: int = 160) -> str:
     help="'transfer': model-free Reinhard colour transfer from --reference.",
 )
 @click.option("--reference", type=click.Path(dir_okay=False), help="Reference colour image for --method transfer.")
+@click.option("--hint", "hint_args", multiple=True, metavar="X,Y,#RRGGBB[,R]", help="Colour at pixel X,Y (repeat; R: radius).")
+@click.option("--hints", "hints_file", type=click.Path(dir_okay=False), help='Hints as JSON: [{"x", "y", "color", "radius"}].')
+@click.option("--palette", help="Colour palette: a reference image, or colours '#hex,#hex,...' (classification models).")
 @click.option("--mode", type=click.Choice(MODES), default="fit", show_default=True)
 @click.option(
     "--size",
@@ -198,6 +203,9 @@ def cli(
     backend,
     method,
     reference,
+    hint_args,
+    hints_file,
+    palette,
     mode,
     size,
     tile,
@@ -259,9 +267,11 @@ def cli(
             _usage(f"--reference: {exc}")
     elif reference:
         _usage("--reference is only used with --method transfer")
+    guidance = _guidance(hint_args, hints_file, palette, method, mode, max_pixels)
+    guided = guidance is not None
 
     notes: list[str] = []
-    video_jobs, images = _video_jobs(inputs, output, mode != "fit" or side_by_side or method == "transfer")
+    video_jobs, images = _video_jobs(inputs, output, mode != "fit" or side_by_side or method == "transfer" or guided)
     found, missing = expand_inputs(images, notes) if images or not video_jobs else ([], [])
     try:
         jobs = plan_outputs(found, output, fmt, many=len(inputs) > 1, notes=notes) if found or not video_jobs else []
@@ -293,7 +303,8 @@ def cli(
     )
     progress = not quiet and sys.stderr.isatty()
     with colorizer:
-        summary = run_batch(jobs, colorizer, opts, report=_say, progress=progress) if jobs or not video_jobs else Summary()
+        run = run_batch if not guided else _guided_runner(colorizer, guidance, temperature, size)
+        summary = run(jobs, colorizer, opts, report=_say, progress=progress) if jobs or not video_jobs else Summary()
         video = {"size": size, "temperature": temperature, "stabilize": not no_stabilize, "start": start, "codec": codec}
         video |= {"duration": duration or None, "crf": crf, "preset": preset, "keep_partial": keep_partial}
         summary.failed += _run_videos(video_jobs, colorizer, video | {"max_pixels": max_pixels}, progress, skip_existing, quiet)
@@ -301,6 +312,27 @@ def cli(
     if not quiet and (jobs or not video_jobs):
         _say(summary.line())
     return 1 if summary.failed else 0
+
+
+def _guidance(hint_args, hints_file, palette, method: str, mode: str, max_pixels: int):
+    """(hints, palette target) from the --hint/--hints/--palette options, or None without any; usage errors exit 2."""
+    if not (hint_args or hints_file or palette is not None):
+        return None
+    if method == "transfer" or mode != "fit":
+        _usage("--hint/--hints/--palette need a network (not --method transfer) and --mode fit")
+    try:
+        return load_guidance(hint_args, hints_file, palette, max_pixels)
+    except GuidanceError as exc:
+        _usage(str(exc))
+
+
+def _guided_runner(colorizer, guidance, temperature, size: int):
+    """``run_batch``'s stand-in for photos with hints / a palette (``runtime.guidance.jobs``)."""
+    hints, target = guidance
+    if target is not None and not colorizer.has_logits:
+        _usage(f"--palette: {colorizer.model_path.name} has no 313-bin distribution (an L2 model): use a classification model")
+    kw = {"temperature": temperature, "size": size, "hints": hints, "palette": target}
+    return lambda jobs, _, opts, **run_kw: run_guided_jobs(jobs, lambda image: colorizer.colorize(image, **kw), opts, **run_kw)
 
 
 def _video_jobs(inputs, output: str | None, photo_only_options: bool):

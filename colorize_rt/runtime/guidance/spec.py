@@ -209,3 +209,58 @@ def palette_from_image(rgb: np.ndarray, label: str = "reference") -> PaletteTarg
 def is_colour_list(text: str) -> bool:
     """Whether a ``--palette`` value is a colour list (``#...``) rather than a file name."""
     return str(text).strip().startswith("#")
+
+
+def load_guidance(
+    hint_args: list[str] | tuple[str, ...] = (),
+    hints_file: str | None = None,
+    palette: str | None = None,
+    max_pixels: int | None = None,
+) -> tuple[list[PointHint], PaletteTarget | None]:
+    """The command line's ``--hint`` (repeated), ``--hints FILE.json`` and ``--palette REF|#hex,...``, parsed.
+
+    Args:
+        hint_args: ``X,Y,#RRGGBB[,R]`` strings.
+        hints_file: a JSON file with a list of hint objects.
+        palette: a reference image's path, or a ``#hex,#hex`` list.
+        max_pixels: the decompression-bomb guard for the reference image.
+
+    Returns:
+        (hints, palette or None).
+
+    Raises:
+        GuidanceError: one line naming the option.
+    """
+    from ..pipeline.images import ImageError, read_image
+
+    hints = []
+    for text in hint_args:
+        try:
+            hints.append(parse_hint(text))
+        except GuidanceError as exc:
+            raise GuidanceError(f"--hint: {exc}") from None
+    if hints_file is not None:
+        try:
+            with open(hints_file, encoding="utf-8") as f:
+                text = f.read(10_000_000)
+        except (OSError, UnicodeDecodeError) as exc:
+            raise GuidanceError(f"--hints {hints_file}: {getattr(exc, 'strerror', None) or 'not a UTF-8 text file'}") from None
+        try:
+            hints += hints_from_json(text)
+        except GuidanceError as exc:
+            raise GuidanceError(f"--hints {hints_file}: {exc}") from None
+    try:
+        check_hint_count(len(hints))
+    except GuidanceError as exc:
+        raise GuidanceError(f"--hint/--hints: {exc}") from None
+    target = None
+    if palette is not None:
+        try:
+            if is_colour_list(palette) or not palette.strip():
+                target = palette_from_colors(palette)
+            else:
+                image = read_image(palette, max_pixels)
+                target = palette_from_image(image.rgb, palette)
+        except (GuidanceError, ImageError) as exc:
+            raise GuidanceError(f"--palette: {exc}") from None
+    return hints, target
