@@ -46,9 +46,8 @@ def _one_job(src: Path, out_root: Path, label: str, engine: str, actors, cpus) -
     wall = time.perf_counter() - t0
     if s.failed or not s.done:
         raise RuntimeError(f"{label}: {s.line()}")
-    ms = statistics.median(r["ms"] for r in s.rows)
     startup = s.startup_seconds + (wall - s.seconds)
-    return {"seconds": wall - startup, "startup_s": startup, "images": s.done, "plan": s.plan, "ms_per_image": ms}
+    return {"seconds": wall - startup, "startup_s": startup, "images": s.done, "plan": s.plan, "ms": [r["ms"] for r in s.rows]}
 
 
 def measure_batch_engines(
@@ -97,6 +96,7 @@ def measure_batch_engines(
         out["ray_startup_s"] = time.perf_counter() - t0
         try:
             times: dict = {name: {label: [] for label, *_ in CONFIGS} for name in sets}
+            worker_ms: dict = {name: {label: [] for label, *_ in CONFIGS} for name in sets}
             starts: dict = {name: {label: [] for label, *_ in CONFIGS} for name in sets}
             info: dict = {name: {} for name in sets}
             for r in range(rounds):
@@ -105,6 +105,7 @@ def measure_batch_engines(
                         res = _one_job(src, tmp / "out", label, engine, actors, cpus)
                         times[name][label].append(res["seconds"])
                         starts[name][label].append(res["startup_s"])
+                        worker_ms[name][label] += res.pop("ms")
                         info[name][label] = res
                         took = f"{res['startup_s']:.2f} + {res['seconds']:.2f} s"
                         log(f"[bench] batch {name} {r + 1}: {label}: {took}, {res['images']} images")
@@ -118,6 +119,7 @@ def measure_batch_engines(
             n = info[name][label]["images"]
             startup = statistics.median(starts[name][label])
             row = {**info[name][label], "seconds": sec, "startup_s": startup, "images_per_s": n / sec, "runs": times[name][label]}
+            row["ms_per_image"] = statistics.median(worker_ms[name][label])  # every image of every round
             out["sets"][name][label] = row
         secs = {label: row["seconds"] for label, row in out["sets"][name].items()}
         out["overhead"][name] = {f"{a} vs {b}": secs[a] / secs[b] - 1 for a, b in PAIRS}
