@@ -207,13 +207,20 @@ def _e2e_md(e2e: dict | None) -> list[str]:
     lines = ["", "## End to end: CLI on a folder (fit mode)", ""]
     if e2e.get("status") != "ok":
         return lines + [f"{e2e.get('status')}: {e2e.get('reason') or e2e.get('error')}"]
-    return lines + [
+    lines += [
         f"{e2e['images']} photos from `{e2e['folder']}`, model `{e2e['model']}` on {e2e['backend']}: "
         f"**{e2e['images_per_s']:.2f} images/s** ({e2e['wall_s']:.2f} s), model busy "
         f"**{e2e['model_busy_fraction'] * 100:.0f} %** of the wall time (target ≥ 90 %), peak RSS "
         f"{e2e['peak_rss_mb']:.0f} MB.",
         "",
     ]
+    return lines + _per_photo_md(e2e.get("per_photo"))
+
+
+def _per_photo_md(res: dict | None) -> list[str]:
+    from .e2e import folder_vs_network_markdown  # folder per photo vs the network alone (issue 26)
+
+    return folder_vs_network_markdown(res)
 
 
 def _video_md(video: dict | None) -> list[str]:
