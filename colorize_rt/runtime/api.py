@@ -14,6 +14,7 @@ from collections.abc import Callable
 import numpy as np
 
 from ..core.constants import DEFAULT_T
+from ..core.cpu import usable_cores
 from .backends.registry import BackendError, SelfCheckError, open_runner
 from .backends.runners import predict_ab_batch, predict_logits_batch
 from .backends.selfcheck import int8_dot_path, int8_path_description
@@ -57,9 +58,34 @@ def _auto_variants(name: str, backend: str) -> list:
         return []
 
 
+def _network_streams(runner, backend: str, purpose: str, threads: int) -> int:
+    """How many network calls a ``Colorizer`` lets run at once.
+
+    Args:
+        runner: the activated runner.
+        backend: the backend it runs on.
+        purpose: ``latency`` (one call uses every thread: one at a time) or ``throughput`` (folders).
+        threads: the thread count asked for (0: all cores).
+
+    Returns:
+        1 for latency and for runners that are not safe to call from several threads (TensorRT, OpenCV dnn);
+        for throughput, the runner's own count where it has one (OpenVINO: its optimal number of infer
+        requests), or one per thread on ONNX Runtime's CPU provider, whose sessions take concurrent runs.
+    """
+    if purpose != "throughput" or runner is None:
+        return 1
+    requests = getattr(runner, "optimal_requests", None)
+    if callable(requests):
+        return max(1, int(requests()))
+    if backend == "cpu" and getattr(runner, "name", "") == "onnxruntime-cpu":
+        return threads or usable_cores()
+    return 1
+
+
 class Colorizer:
-    """One model on one backend; the runner is opened once and ``colorize`` is thread-safe (one lock
-    around the network call; pre/post-processing runs outside it)."""
+    """One model on one backend; the runner is opened once and ``colorize`` is thread-safe (at most
+    ``streams`` network calls at once: 1 unless opened for ``purpose="throughput"``; pre/post-processing
+    runs outside that limit)."""
 
     def __init__(
         self,
@@ -81,7 +107,8 @@ class Colorizer:
         self.metadata: dict[str, str] = {}
         self.verdicts: list = []  # every known-answer check made while opening (runtime.selfcheck.Verdict)
         self.notes: list[str] = []
-        self._lock = threading.Lock()
+        self.streams = 1  # network calls that may run at once (``_network_streams``)
+        self._lock = threading.BoundedSemaphore(1)
         if method == "transfer":
             return
         name = "default-l2" if method == "l2" and model == "default" else model
@@ -108,6 +135,8 @@ class Colorizer:
             from .backends.shipped_models import model_metadata
 
             self.metadata = model_metadata(self.model_path)
+        self.streams = _network_streams(self.runner, self.backend, purpose, threads)
+        self._lock = threading.BoundedSemaphore(self.streams)
 
     def _note(self, text: str, say: Callable[[str], None], level: str = "note") -> None:
         self.notes.append(text)
