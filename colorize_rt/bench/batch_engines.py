@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import json
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -37,17 +39,45 @@ def _quiet(msg: str) -> None:
     pass
 
 
+# The local engine runs in a fresh process, as `colorize-rt batch --engine local` does: in this process it
+# would find the backends warm (OpenVINO compiles each new input shape once per process) where Ray's
+# actors, new processes, start cold.
+_LOCAL_JOB = """
+import json, sys
+from colorize_rt.runtime.batch.job import run_batch_job
+s = run_batch_job(sys.argv[1], sys.argv[2], engine="local", cpus_per_actor=float(sys.argv[3]), progress=False,
+                  report=lambda m: None)
+print(json.dumps({"seconds": s.seconds, "startup": s.startup_seconds, "done": s.done, "failed": s.failed,
+                  "line": s.line(), "ms": [r["ms"] for r in s.rows]}))
+"""
+
+
 def _one_job(src: Path, out_root: Path, label: str, engine: str, actors, cpus) -> dict:
     from ..runtime.batch.job import run_batch_job
 
     dst = out_root / f"{label.replace(' ', '_').replace(',', '')}-{time.monotonic_ns()}"
-    t0 = time.perf_counter()
-    s = run_batch_job(str(src), str(dst), engine=engine, actors=actors, cpus_per_actor=cpus, progress=False, report=_quiet)
-    wall = time.perf_counter() - t0
-    if s.failed or not s.done:
-        raise RuntimeError(f"{label}: {s.line()}")
-    startup = s.startup_seconds + (wall - s.seconds)
-    return {"seconds": wall - startup, "startup_s": startup, "images": s.done, "plan": s.plan, "ms": [r["ms"] for r in s.rows]}
+    if engine == "local":
+        cmd = [sys.executable, "-c", _LOCAL_JOB, str(src), str(dst), str(cpus)]
+        res = json.loads(subprocess.run(cmd, capture_output=True, text=True, check=True, timeout=1800).stdout.splitlines()[-1])
+        wall, seconds, startup, done, failed, line = (
+            res["seconds"],
+            res["seconds"],
+            res["startup"],
+            res["done"],
+            res["failed"],
+            res["line"],
+        )
+        ms, plan = res["ms"], ""
+    else:
+        t0 = time.perf_counter()
+        s = run_batch_job(str(src), str(dst), engine=engine, actors=actors, cpus_per_actor=cpus, progress=False, report=_quiet)
+        wall = time.perf_counter() - t0
+        seconds, startup, done, failed, line = s.seconds, s.startup_seconds, s.done, s.failed, s.line()
+        ms, plan = [r["ms"] for r in s.rows], s.plan
+    if failed or not done:
+        raise RuntimeError(f"{label}: {line}")
+    startup += wall - seconds
+    return {"seconds": wall - startup, "startup_s": startup, "images": done, "plan": plan, "ms": ms}
 
 
 def measure_batch_engines(
@@ -161,8 +191,6 @@ def batch_engines_markdown(res: dict | None) -> list[str]:
 
 def main(argv: list[str] | None = None) -> None:
     """``python -m colorize_rt.bench.batch_engines [OUT_DIR]``: run the phase alone, write JSON and Markdown."""
-    import sys
-
     argv = sys.argv[1:] if argv is None else argv
     out_dir = Path(argv[0]) if argv else Path(".")
     res = measure_batch_engines(log=lambda m: print(m, file=sys.stderr))
