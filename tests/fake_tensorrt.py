@@ -435,7 +435,8 @@ class IExecutionContext:
         L = self.shapes.get("L")
         if L is None:
             return declared
-        return tuple(L[0] if d == -1 and k == 0 else (L[k] if d == -1 else d) for k, d in enumerate(declared))
+        scale = 4 if name == "logits" else 1  # the 313-bin logits are at the network's stride 4 (ab at the input's size)
+        return tuple(L[0] if d == -1 and k == 0 else (L[k] // scale if d == -1 else d) for k, d in enumerate(declared))
 
     def set_tensor_address(self, name, memory) -> bool:
         _expect(name, str, "name")

@@ -64,8 +64,14 @@ from .scoring import evaluate, format_table
     help="also score each group of images on its own: 'prefix' = the file name up to its first '_' (the "
     "training data's source, e.g. cal101_), 'folder' = the first folder below --data",
 )
+@click.option(
+    "--hint-sweep",
+    is_flag=True,
+    help="point hints and palette instead (eval.hint_sweep): siggraph17's sweep of N hints, the oracle and a wrong "
+    "reference palette, with Levin et al. 2004 as the baseline; the first --model (default: the shipped default)",
+)
 @click.option("--json", "json_out", type=click.Path(dir_okay=False, path_type=Path), help="write results as JSON")
-def cli(models, data, videos, temperature, limit, prior_path, resamples, group_by, json_out):
+def cli(models, data, videos, temperature, limit, prior_path, resamples, group_by, hint_sweep, json_out):
     """Score models with the paper's metrics (raw / rebalanced AuC, PSNR) against the gray baseline."""
     if json_out:
         _check_json_out(json_out, [*models, *videos, *([prior_path] if prior_path else [])])
@@ -74,6 +80,8 @@ def cli(models, data, videos, temperature, limit, prior_path, resamples, group_b
     files = list_images(data, limit or None)
     if not files:
         raise _UsageError(f"no images under {data}")
+    if hint_sweep:
+        return _hint_sweep(files, models, temperature, json_out)
     group_of = group_function(group_by, data) if group_by else None
     if group_of is not None:
         try:
@@ -103,6 +111,20 @@ def cli(models, data, videos, temperature, limit, prior_path, resamples, group_b
     click.echo(format_table(result))
     if json_out:
         atomic_write_text(json_out, json.dumps(result, indent=2))
+
+
+def _hint_sweep(files, models, temperature, json_out) -> None:
+    """``--hint-sweep``: the point-hint and palette sweep of the first --model (or the shipped default)."""
+    from .hint_sweep import format_sweep, hint_sweep, model_logits_fn
+
+    try:
+        logits_fn = model_logits_fn(models[0] if models else None)
+    except Exception as exc:  # a user's file: ONNX Runtime raises many types for bad ones
+        raise _UsageError(f"cannot use {models[0] if models else 'default'}: {str(exc).splitlines()[0]}") from None
+    result = hint_sweep(files, logits_fn, temperature=temperature)
+    click.echo(format_sweep(result))
+    if json_out:
+        atomic_write_text(json_out, json.dumps(result, indent=2, default=str))
 
 
 def _score_videos(videos, models, temperature, limit, json_out) -> None:

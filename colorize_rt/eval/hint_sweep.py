@@ -230,3 +230,19 @@ def format_sweep(result: dict) -> str:
             f"{w['tv_to_reference_with']:.3f}; moved toward it on {100 * w['share_moved_toward']:.0f} % of photos"
         )
     return "\n".join(lines)
+
+
+def model_logits_fn(model_path: str | Path | None = None, threads: int = 0) -> LogitsFn:
+    """The logits of an exported classification model (default: the shipped ``default``), on ONNX Runtime's CPU.
+
+    Raises:
+        ValueError: the model has no ``logits`` output (an L2 model, an older export).
+    """
+    from ..runtime.backends.runners import OrtRunner, predict_logits_batch
+    from ..runtime.backends.shipped_models import resolve_model
+
+    runner = OrtRunner(model_path or resolve_model("default"), threads=threads).activate()
+    if not runner.has_output("logits"):
+        runner.deactivate()
+        raise ValueError(f"{model_path}: no 313-bin 'logits' output (an L2 model or an older export)")
+    return lambda L: predict_logits_batch(runner, np.ascontiguousarray(L, np.float32)[None, None])[1]

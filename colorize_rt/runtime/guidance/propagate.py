@@ -1,11 +1,15 @@
-"""Point hints propagated along objects (training-free): the correction a hint asks for (hint ab - predicted ab) is
-spread with an edge-aware normalised convolution over the network-resolution L* (the domain transform's recursive
-filter, Gastal & Oliveira 2011), so it follows regions of similar lightness and stops at edges; the hint's own
-pixels are then set exactly.
+"""Point hints propagated along objects (training-free), at the network's resolution, in two steps:
 
-For each pixel the spread correction is ``F(m * d) / (F(m) + k * F1)``: ``F`` the edge-aware filter, ``m`` the
-hint mask, ``d`` the correction, ``F1`` what one isolated hint pixel gives at its own position and ``k`` the
-reach: far from every hint (or behind an edge) ``F(m)`` falls below ``k * F1`` and the prediction is kept.
+1. an edge-aware normalised convolution of the hint colours over L* (the domain transform's recursive filter,
+   Gastal & Oliveira 2011): ``c = F(m * h) / F(m)`` is the hints' colour carried along regions of similar lightness
+   (``F`` the filter, ``m`` the hint mask, ``h`` the hint colours), and the prediction moves toward it by the
+   confidence ``F(m) / (F(m) + k * F1)`` (``F1`` what one isolated hint pixel gives at its own position, ``k`` the
+   reach): far from every hint, or behind an edge, the prediction is kept;
+2. a fixed number of Jacobi sweeps of Levin et al. 2004's affinity equations (each pixel the affinity-weighted mean
+   of its 3x3 neighbours, weights from the local lightness variance), hint pixels held: it carries the colours the
+   way the full Levin solve does, from step 1's start, without a sparse solver.
+
+The hint pixels get the hint colour exactly. Knobs measured on training photos (docs/hints.md).
 """
 
 from __future__ import annotations
@@ -17,10 +21,11 @@ import numpy as np
 
 from .spec import PointHint
 
-SIGMA_SPACE = 48.0  # filter's spatial extent, in network pixels
-SIGMA_RANGE = 6.0  # lightness step (L* units) that counts as one spatial sigma of distance: edges stop hints
-REACH = 0.02  # k: a hint's correction fades where its filtered mask falls below k times its peak
+SIGMA_SPACE = 192.0  # filter's spatial extent, in network pixels
+SIGMA_RANGE = 12.0  # lightness step (L* units) that counts as one spatial sigma of distance: edges stop hints
+REACH = 0.02  # k: a hint's colour fades where its filtered mask falls below k times its peak
 ITERATIONS = 3
+SWEEPS = 60  # Jacobi sweeps of the affinity equations after the filter (0: the filter alone)
 
 
 @dataclass(frozen=True)
@@ -31,6 +36,7 @@ class PropagationSettings:
     sigma_range: float = SIGMA_RANGE
     reach: float = REACH
     iterations: int = ITERATIONS
+    sweeps: int = SWEEPS
 
 
 def _recursive_pass(x: np.ndarray, a: np.ndarray) -> np.ndarray:
@@ -123,14 +129,70 @@ def apply_point_hints(
     if not mask.any():
         return ab
     pred = np.moveaxis(np.asarray(ab, np.float32), 0, -1)
-    delta = (hint_ab - pred) * mask[..., None]
-    stack = np.concatenate([delta, mask[..., None]], axis=-1)
+    stack = np.concatenate([hint_ab * mask[..., None], mask[..., None]], axis=-1)
     filtered = edge_aware_filter(stack, L, settings)
-    peak = _single_pixel_peak(settings)
-    spread = filtered[..., :2] / (filtered[..., 2:] + np.float32(settings.reach * peak))
-    out = pred + spread
-    out[mask > 0] = hint_ab[mask > 0]
-    return np.ascontiguousarray(np.moveaxis(out, -1, 0))
+    carried = filtered[..., :2] / np.maximum(filtered[..., 2:], np.float32(1e-20))
+    confidence = filtered[..., 2:] / (filtered[..., 2:] + np.float32(settings.reach * _single_pixel_peak(settings)))
+    out = pred + confidence * (carried - pred)
+    held = mask > 0
+    out[held] = hint_ab[held]
+    out = np.moveaxis(out, -1, 0).copy()
+    if settings.sweeps:
+        out = affinity_sweeps(out, L, held, settings.sweeps)
+    return np.ascontiguousarray(out)
+
+
+_SHIFTS = [(dy, dx) for dy in (-1, 0, 1) for dx in (-1, 0, 1) if (dy, dx) != (0, 0)]
+
+
+def affinity_weights(L: np.ndarray) -> np.ndarray:
+    """Levin et al. 2004's weights of each pixel's 8 neighbours (rows sum to 1; edge pixels repeat their border).
+
+    Args:
+        L: (h, w) L*.
+
+    Returns:
+        (8, h, w) float32, in the order of ``_SHIFTS``.
+    """
+    h, w = L.shape
+    Y = np.asarray(L, np.float32) / 100.0
+    pad = np.pad(Y, 1, mode="edge")
+    neigh = np.stack([pad[1 + dy : 1 + dy + h, 1 + dx : 1 + dx + w] for dy, dx in _SHIFTS])
+    var = np.maximum(np.concatenate([neigh, Y[None]]).var(axis=0) * 0.6, 2e-6)
+    wts = np.exp(-((neigh - Y[None]) ** 2) / var[None])
+    return (wts / wts.sum(axis=0, keepdims=True)).astype(np.float32)
+
+
+def affinity_sweeps(ab: np.ndarray, L: np.ndarray, held: np.ndarray, sweeps: int) -> np.ndarray:
+    """Jacobi sweeps of ``ab_r = sum_s w_rs ab_s`` (Levin et al.'s equations) with the ``held`` pixels fixed.
+
+    Args:
+        ab: (2, h, w) float32 start.
+        L: (h, w) L* (the affinities).
+        held: (h, w) bool, pixels kept as they are.
+        sweeps: number of sweeps.
+
+    Returns:
+        (2, h, w) float32.
+    """
+    _, h, w = ab.shape
+    wts = affinity_weights(L)
+    keep = ab[:, held].copy()
+    buf = np.empty((2, h + 2, w + 2), np.float32)
+    x = ab.astype(np.float32, copy=True)
+    acc = np.empty_like(x)
+    tmp = np.empty_like(x)
+    for _ in range(sweeps):
+        buf[:, 1:-1, 1:-1] = x
+        buf[:, 0, 1:-1], buf[:, -1, 1:-1] = x[:, 0], x[:, -1]
+        buf[:, :, 0], buf[:, :, -1] = buf[:, :, 1], buf[:, :, -2]
+        acc.fill(0.0)
+        for k, (dy, dx) in enumerate(_SHIFTS):
+            np.multiply(buf[:, 1 + dy : 1 + dy + h, 1 + dx : 1 + dx + w], wts[k], out=tmp)
+            acc += tmp
+        x, acc = acc, x
+        x[:, held] = keep
+    return x
 
 
 @lru_cache(maxsize=8)
