@@ -1,5 +1,5 @@
 """HTTP endpoints beside the UI: ``/healthz``, ``/api/stats`` and ``POST /api/colorize`` (raw image bytes in
-the body; ``method``, ``temperature``, ``mode``, ``size`` as query parameters; the colorized PNG back with
+the body; ``method``, ``temperature``, ``mode``, ``size``, ``hints``, ``palette`` as query parameters; the colorized PNG back with
 ``X-Cache: hit|miss``). Imports FastAPI, so it is only imported when the Gradio app is built.
 
 Every answer to a bad request is a 4xx with a one-line JSON ``{"error": ...}``:
@@ -30,7 +30,9 @@ from .service import DEFAULT_SIZE, ColorizeService, UserError
 
 log = logging.getLogger(__name__)
 
+# hints: a JSON list of {"x", "y", "color", "radius"} (URL-encoded); palette: "#hex,#hex,..." (runtime.guidance.spec)
 PARAMS = {"method": "classification", "temperature": DEFAULT_T, "mode": "fit", "size": DEFAULT_SIZE}
+PARAMS |= {"hints": None, "palette": None}
 DEFAULT_BODY_TIMEOUT_S = 30.0  # the whole upload must arrive within this (COLORIZE_RT_BODY_TIMEOUT_S)
 
 

@@ -20,6 +20,7 @@ from ..core.constants import DEFAULT_T
 from ..runtime import api
 from ..runtime.api import METHODS, MODES
 from ..runtime.backends.registry import BackendError
+from ..runtime.guidance.spec import GuidanceError, PaletteTarget, PointHint, hints_from_json, palette_from_colors
 from ..runtime.limits import MAX_PIXELS, SIZE, TEMPERATURE, ParameterError
 from ..runtime.pipeline.images import ImageError, image_header, to_bgr_for_write
 from ..runtime.pipeline.modes import gray_of
@@ -282,9 +283,15 @@ class ColorizeService:
         mode: str = "fit",
         size: int = DEFAULT_SIZE,
         reference: bytes | None = None,
+        hints: str | list | None = None,
+        palette: str | PaletteTarget | None = None,
     ) -> ColorizeResult:
         """Colorize an upload (cached). A cache hit hashes the bytes and decodes nothing; a miss waits
         for admission (memory budget, queue) and then decodes, colorizes and encodes a PNG.
+
+        ``hints`` (a JSON list of ``{"x", "y", "color", "radius"}``, text or parsed, or ``PointHint``s) and
+        ``palette`` (``"#hex,#hex,..."`` or a ``PaletteTarget``) guide the colours (``runtime.guidance``); both
+        are part of the cache key.
 
         Raises:
             UserError: bad input or parameters (RequestTooLarge: over a limit).
@@ -297,12 +304,18 @@ class ColorizeService:
         if method == "transfer":
             self.check_bytes(reference, what="reference image")
             extra["reference"] = hashlib.sha256(reference).hexdigest()
+        guide = self.guidance(hints, palette)
+        if guide["hints"]:
+            extra["hints"] = [h.key() for h in guide["hints"]]
+        if guide["palette"] is not None:
+            extra["palette"] = guide["palette"].key()
         engine = self.engine(method)
         info = engine.info()
         key = self.cache_key_for(data, info, method, temperature, mode, size, extra)
 
         def compute() -> bytes:
-            return self._compute(engine, data, method=method, temperature=temperature, mode=mode, size=size, reference=reference)
+            kw = {"method": method, "temperature": temperature, "mode": mode, "size": size, "reference": reference}
+            return self._compute(engine, data, **kw, **guide)
 
         png, cached = self.cache.get_or_compute(key, compute)
         return ColorizeResult(
@@ -330,12 +343,34 @@ class ColorizeService:
             raise RequestTooLarge(str(exc)) from None
         return self.admission.admit(cost)
 
-    def _compute(self, engine, data: bytes, *, method: str, temperature: float, mode: str, size: int, reference) -> bytes:
+    @staticmethod
+    def guidance(hints, palette) -> dict:
+        """Parse a request's hints and palette -> ``{"hints": [PointHint], "palette": PaletteTarget | None}``.
+
+        Raises:
+            UserError: malformed hints or palette (one line).
+        """
+        try:
+            if hints is None or hints == "" or hints == []:
+                parsed: list[PointHint] = []
+            elif isinstance(hints, list) and all(isinstance(h, PointHint) for h in hints):
+                parsed = list(hints)
+            else:
+                parsed = hints_from_json(hints)
+            target = palette if palette is None or isinstance(palette, PaletteTarget) else palette_from_colors(palette)
+        except GuidanceError as exc:
+            raise UserError(str(exc)) from None
+        return {"hints": parsed, "palette": target}
+
+    def _compute(
+        self, engine, data: bytes, *, method: str, temperature: float, mode: str, size: int, reference, hints=None, palette=None
+    ) -> bytes:
         with self._admit(data, method, mode, size, reference if method == "transfer" else None):
             image = self.check_upload(data)
             ref_image = self.check_upload(reference, what="reference image") if method == "transfer" else None
+            guided = {"hints": hints, "palette": palette} if hints or palette is not None else {}
             try:
-                out = engine.colorize(image, temperature=temperature, mode=mode, size=size, reference=ref_image)
+                out = engine.colorize(image, temperature=temperature, mode=mode, size=size, reference=ref_image, **guided)
             except ValueError as exc:  # ImageError, ModelError (e.g. no reference)
                 raise UserError(str(exc)) from None
             del image, ref_image  # the input is not needed while the result is encoded
