@@ -9,9 +9,9 @@ import urllib.parse
 import numpy as np
 import pytest
 
+from colorize_rt.runtime.guidance.spec import PointHint
 from colorize_rt.serve.cache import DiskCache, ResultCache
 from colorize_rt.serve.service import ColorizeService, UserError
-from colorize_rt.runtime.guidance.spec import PointHint
 from tests.serve_support import sample_png
 
 pytest.importorskip("skimage", reason="sample photos come from scikit-image (the [dev] extra)")
