@@ -80,3 +80,27 @@ def test_http_api_takes_hints_and_palette(service):
         r = client.post(f"/api/colorize?{urllib.parse.urlencode(bad)}", content=png)
         assert r.status_code == 400, r.text
         assert message in r.json()["error"] and "\n" not in r.json()["error"]
+
+
+def test_gradio_ui_builds_with_hint_controls(service):
+    """The UI builds with the hint controls wired (click -> hint -> colorize; undo; clear; palette), and its hint
+    helpers give what the service takes."""
+    pytest.importorskip("gradio", reason="pip install 'colorize-rt[serve]'")
+    from types import SimpleNamespace
+
+    from colorize_rt.serve import gradio_app as ui
+
+    demo = ui.build_blocks(service)
+    ids = {getattr(b, "elem_id", None) for b in demo.blocks.values()}
+    assert {"hint-colour", "hint-radius", "hint-undo", "hint-clear", "hints", "palette", "palette-file"} <= ids
+    hints, text = ui.add_hint([], "rgba(192, 48, 32, 1)", 6, SimpleNamespace(index=[20, 30]))
+    hints, text = ui.add_hint(hints, "#2050e0", 0, SimpleNamespace(index=[90, 90]))
+    assert hints == [{"x": 20, "y": 30, "color": "#c03020", "radius": 6.0}, {"x": 90, "y": 90, "color": "#2050e0", "radius": 0.0}]
+    assert text.startswith("2 hint(s)")
+    assert ui.undo_hint(hints)[0] == hints[:1] and ui.clear_hints()[0] == []
+    png = sample_png(128)
+    res = service.colorize(png, size=128, hints=hints, palette=ui.ui_palette(service, " #2050e0 ", None))
+    assert res.key == service.colorize(png, size=128, hints=json.dumps(hints), palette="#2050e0").key
+    assert ui.ui_palette(service, "", None) is None
+    with pytest.raises(UserError, match="palette image"):
+        ui.ui_palette(service, "", b"not an image")

@@ -49,10 +49,11 @@ def build_blocks(service: ColorizeService):
     def empty(status: str):
         return (None, None, None, None, None, [], None, status, cache_md_text(), None)
 
-    def run(file_bytes, method, temperature, mode, size, ref_bytes, blend_t):
+    def run(file_bytes, method, temperature, mode, size, ref_bytes, blend_t, hints, palette_text, palette_bytes):
         if file_bytes is None:
             return empty("Upload an image to start.")
         try:
+            palette = ui_palette(service, palette_text, palette_bytes)
             res = service.colorize(
                 file_bytes,
                 method=method,
@@ -60,6 +61,8 @@ def build_blocks(service: ColorizeService):
                 mode=mode,
                 size=int(size),
                 reference=ref_bytes,
+                hints=hints,
+                palette=palette,
             )
         except UserError as exc:
             return empty(f"**Error:** {exc}")
@@ -107,6 +110,7 @@ def build_blocks(service: ColorizeService):
         gr.Markdown(INTRO)
         gr.Markdown(service.backend_text(), elem_id="backend")
         state = gr.State(None)
+        hints = gr.State([])
         with gr.Row():
             with gr.Column(scale=1):
                 upload = gr.File(label="Image (click or drag and drop)", type="binary", elem_id="upload")
@@ -134,6 +138,16 @@ def build_blocks(service: ColorizeService):
                 with gr.Row():
                     mode = gr.Dropdown(list(MODES), value="fit", label="Mode", elem_id="mode")
                     size = gr.Slider(64, 1024, value=DEFAULT_SIZE, step=8, label="Network size", elem_id="size")
+                with gr.Accordion("Hints and palette: click the image to colour a point", open=True):
+                    with gr.Row():
+                        hint_colour = gr.ColorPicker(value="#c03020", label="Hint colour", elem_id="hint-colour")
+                        hint_radius = gr.Slider(0, 64, value=8, step=1, label="Hint radius (pixels)", elem_id="hint-radius")
+                    with gr.Row():
+                        undo = gr.Button("Undo hint", elem_id="hint-undo")
+                        clear = gr.Button("Clear hints", elem_id="hint-clear")
+                    hints_md = gr.Markdown(hints_text([]), elem_id="hints")
+                    palette_text = gr.Textbox(label="Palette colours", placeholder="#2266cc,#aa3311", elem_id="palette")
+                    palette_file = gr.File(label="…or a palette photo (its colours)", type="binary", elem_id="palette-file")
                 button = gr.Button("Colorize", variant="primary", elem_id="run")
                 status = gr.Markdown("Upload an image to start.", elem_id="status")
             with gr.Column(scale=2):
@@ -182,7 +196,7 @@ def build_blocks(service: ColorizeService):
                     video_status = gr.Markdown("", elem_id="video-status")
         cache_md = gr.Markdown(cache_md_text(), elem_id="cache-stats")
 
-        inputs = [upload, method, temperature, mode, size, reference, blend_t]
+        inputs = [upload, method, temperature, mode, size, reference, blend_t, hints, palette_text, palette_file]
         outputs = [grayed, result, sbs, blended, gif, frames, download, status, cache_md, state]
         for trigger in (
             upload.change,
@@ -192,6 +206,8 @@ def build_blocks(service: ColorizeService):
             size.release,
             temperature.change,
             button.click,
+            palette_text.submit,
+            palette_file.change,
         ):
             trigger(
                 run,
@@ -203,11 +219,57 @@ def build_blocks(service: ColorizeService):
                 show_progress="minimal",
             )
         blend_t.change(reblend, [state, blend_t], blended, trigger_mode="always_last", show_progress="hidden")
+        add_hint.__annotations__["evt"] = gr.SelectData  # Gradio injects the click event by this annotation
+        run_kw = {"trigger_mode": "always_last", "concurrency_limit": 4, "concurrency_id": "colorize", "show_progress": "minimal"}
+        grayed.select(add_hint, [hints, hint_colour, hint_radius], [hints, hints_md]).then(run, inputs, outputs, **run_kw)
+        result.select(add_hint, [hints, hint_colour, hint_radius], [hints, hints_md]).then(run, inputs, outputs, **run_kw)
+        undo.click(undo_hint, hints, [hints, hints_md]).then(run, inputs, outputs, **run_kw)
+        clear.click(clear_hints, None, [hints, hints_md]).then(run, inputs, outputs, **run_kw)
         video_button.click(
             run_video, [video_in, stabilize], [video_out, video_status], concurrency_limit=1, concurrency_id="video"
         )
         method.change(method_changed, method, [reference, temperature])
     return demo
+
+
+def ui_palette(service: ColorizeService, text: str | None, data: bytes | None):
+    """The UI's palette: the uploaded photo's colours, else the typed ``#hex`` list, else None (UserError if bad)."""
+    if data:
+        return service.palette_from_upload(data)
+    return (text or "").strip() or None
+
+
+def add_hint(hints, colour, radius, evt):
+    """A click on the image: a hint there (``evt.index``: pixel coordinates of the full-resolution image)."""
+    x, y = evt.index[0], evt.index[1]
+    new = [*(hints or []), {"x": int(x), "y": int(y), "color": hint_hex(colour), "radius": float(radius)}]
+    return new, hints_text(new)
+
+
+def undo_hint(hints):
+    new = list(hints or [])[:-1]
+    return new, hints_text(new)
+
+
+def clear_hints():
+    return [], hints_text([])
+
+
+def hint_hex(colour: str) -> str:
+    """A colour picker's value (``#rrggbb``, or ``rgb(r, g, b)`` / ``rgba(...)`` from some Gradio versions) as ``#rrggbb``."""
+    text = str(colour or "").strip()
+    if text.startswith("rgb"):
+        parts = [float(v) for v in text[text.index("(") + 1 : text.index(")")].split(",")[:3]]
+        return "#" + "".join(f"{max(0, min(255, round(v))):02x}" for v in parts)
+    return text
+
+
+def hints_text(hints: list) -> str:
+    """The UI's line about the hints placed so far."""
+    if not hints:
+        return "No hints yet: click the gray or the colour image."
+    last = hints[-1]
+    return f"{len(hints)} hint(s); last at ({last['x']}, {last['y']}) {last['color']}, radius {last['radius']:g}"
 
 
 def create_app(service: ColorizeService, blocks=None):

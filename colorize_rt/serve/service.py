@@ -20,7 +20,14 @@ from ..core.constants import DEFAULT_T
 from ..runtime import api
 from ..runtime.api import METHODS, MODES
 from ..runtime.backends.registry import BackendError
-from ..runtime.guidance.spec import GuidanceError, PaletteTarget, PointHint, hints_from_json, palette_from_colors
+from ..runtime.guidance.spec import (
+    GuidanceError,
+    PaletteTarget,
+    PointHint,
+    hints_from_json,
+    palette_from_colors,
+    palette_from_image,
+)
 from ..runtime.limits import MAX_PIXELS, SIZE, TEMPERATURE, ParameterError
 from ..runtime.pipeline.images import ImageError, image_header, to_bgr_for_write
 from ..runtime.pipeline.modes import gray_of
@@ -361,6 +368,18 @@ class ColorizeService:
         except GuidanceError as exc:
             raise UserError(str(exc)) from None
         return {"hints": parsed, "palette": target}
+
+    def palette_from_upload(self, data: bytes) -> PaletteTarget:
+        """A palette from an uploaded reference photo's colours (the UI's palette image).
+
+        Raises:
+            UserError: not a usable image, or one without colour (one line).
+        """
+        image = self.check_upload(data, what="palette image")
+        try:
+            return palette_from_image(image.rgb, "palette image")
+        except GuidanceError as exc:
+            raise UserError(str(exc)) from None
 
     def _compute(
         self, engine, data: bytes, *, method: str, temperature: float, mode: str, size: int, reference, hints=None, palette=None
