@@ -197,3 +197,15 @@ def test_cli_too_many_hints_is_one_line(gray_file, tmp_path, capsys):
     many.write_text(json.dumps([{"x": 1, "y": 1, "color": "#000000"}] * 1001))
     line = one_error_line([str(gray_file), "-o", str(tmp_path / "o.png"), "--hints", str(many)], capsys, 2)
     assert "at most 1,000 hints" in line
+
+
+def test_bench_hints_phase_reports_ratios():
+    """``make bench``'s hints phase (bench/hints.py) on one round: every kind measured, ratios against plain."""
+    from colorize_rt.bench.hints import hint_latency, hints_markdown
+
+    res = hint_latency(rounds=1, threads=1, log=lambda _: None)
+    assert set(res["ms"]) == {"plain", "hints", "palette", "both"} and res["ratio"]["plain"] == 1.0
+    assert res["pixels"] == 1200 * 900 and all(v > 0 for v in res["ms"].values())
+    md = "\n".join(hints_markdown(res))
+    assert "| no guidance | 10 hints | palette |" in md and "CPU:" in md
+    assert "skipped: quick mode" in "\n".join(hints_markdown({"status": "skipped", "reason": "quick mode"}))

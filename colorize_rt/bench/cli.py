@@ -156,6 +156,7 @@ def run(cfg: BenchConfig, out_dir: Path | None, cache: Path | None = None, comma
             )
 
     video = _video_phase(cfg, deadline, e2e_model, photo_dir)
+    hints = _hints_phase(cfg, deadline, photo_dir)
     record = {
         "schema": 1,
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
@@ -172,6 +173,7 @@ def run(cfg: BenchConfig, out_dir: Path | None, cache: Path | None = None, comma
         "tiled": tiled,
         "full_resolution": fullres,
         "video": video,
+        "hints": hints,
         "batch_engines": batch_engines,
         "headline": headline(cases, size=min(cfg.sizes), batch=min(cfg.batches)),
         "elapsed_s": time.monotonic() - t_start,
@@ -209,6 +211,20 @@ def _batch_engines_phase(cfg: BenchConfig, deadline: float, photo_dir) -> dict:
         return measure_batch_engines(photo_dir, log=_log)
     except MissingDependency as exc:
         return {"status": "skipped", "reason": str(exc)}
+    except Exception as exc:  # noqa: BLE001 - recorded; the other phases stand
+        return {"status": "error", "error": f"{type(exc).__name__}: {exc}"}
+
+
+def _hints_phase(cfg: BenchConfig, deadline: float, photo_dir: str | None) -> dict:
+    """One hint / palette update of a 1 MP photo against plain colorization (bench/hints.py); ~15 s."""
+    if cfg.mode == "quick":
+        return {"status": "skipped", "reason": "quick mode"}
+    if deadline - time.monotonic() < 30:
+        return {"status": "skipped", "reason": "time budget"}
+    try:
+        from .hints import hint_latency
+
+        return hint_latency("default", threads=cfg.threads, photo_dir=photo_dir, log=_log)
     except Exception as exc:  # noqa: BLE001 - recorded; the other phases stand
         return {"status": "error", "error": f"{type(exc).__name__}: {exc}"}
 

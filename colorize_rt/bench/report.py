@@ -174,6 +174,7 @@ def markdown(record: dict) -> str:
 
         lines += fullres_markdown(record["full_resolution"])
     lines += _video_md(record.get("video"))
+    lines += _hints_md(record.get("hints"))
     if "batch_engines" in record:  # colorize-rt batch: local vs Ray (bench/batch_engines.py)
         from .batch_engines import batch_engines_markdown
 
@@ -221,6 +222,13 @@ def _per_photo_md(res: dict | None) -> list[str]:
     from .e2e import folder_vs_network_markdown  # folder per photo vs the network alone (issue 26)
 
     return folder_vs_network_markdown(res)
+
+
+def _hints_md(res: dict | None) -> list[str]:
+    """The hints phase's section (one hint / palette update of a 1 MP photo, bench/hints.py)."""
+    from .hints import hints_markdown
+
+    return hints_markdown(res)
 
 
 def _video_md(video: dict | None) -> list[str]:
