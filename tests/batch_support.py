@@ -9,20 +9,25 @@ import sys
 import time
 from pathlib import Path
 
+from colorize_rt.core.atomic import atomic_path
+from colorize_rt.runtime.batch.paths import output_name
 from colorize_rt.runtime.batch.worker import ColorizeWorker
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 class CrashOnceWorker(ColorizeWorker):
-    """Kills its own process (``os._exit``) on its first visit to the source ``extra["crash_at"]``; the marker
-    file ``extra["crash_marker"]`` makes it happen once across restarts."""
+    """Kills its own process (``os._exit``) on its first visit to the source ``extra["crash_at"]``, in the
+    middle of writing its output (the atomic writer's temp file half written); the marker file
+    ``extra["crash_marker"]`` makes it happen once across restarts."""
 
     def process(self, rel: str, data: bytes) -> dict:
         marker = self.settings.extra["crash_marker"]
         if rel == self.settings.extra["crash_at"] and not os.path.exists(marker):
             Path(marker).write_text(str(os.getpid()))
-            os._exit(1)
+            with atomic_path(self.settings.dst.join(output_name(rel, self.settings.fmt))) as tmp:
+                tmp.write_bytes(data[: len(data) // 2])
+                os._exit(1)
         return super().process(rel, data)
 
 
