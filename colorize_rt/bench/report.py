@@ -16,7 +16,26 @@ TARGETS = {  # the issue's goals for the shipped model; reported, never asserted
     "int8_vs_torch_fp32": 3.0,
     "int8_vs_opencv_dnn": 4.0,
     "int8_fraction_of_int8_peak": 0.8,
+    "auto_vs_ort_fp32": 2.0,  # issue 26: auto on the CPU, chosen by measurement
+    "auto_vs_torch_fp32": 3.0,
+    "auto_vs_opencv_dnn": 2.0,
 }
+AUTO_SLACK = 1.05  # issue 26: auto never more than 5 % slower than the fastest backend that ran
+
+
+def auto_vs_fastest(res: dict) -> dict | None:
+    """Returns: auto's median over the fastest other CPU backend's median in one case (``{"ratio", "fastest"}``),
+    or None where auto did not run.
+
+    Args:
+        res: one case's ``{backend: result}``.
+    """
+    ok = {k: v["median_ms"] for k, v in res.items() if v.get("status") == "ok" and "median_ms" in v}
+    ok = {k: ms for k, ms in ok.items() if res[k].get("device", "cpu") == "cpu"}
+    if "auto" not in ok or len(ok) < 2:
+        return None
+    fastest = min((k for k in ok if k != "auto"), key=ok.get)
+    return {"ratio": ok["auto"] / ok[fastest], "fastest": fastest}
 
 
 def headline(
@@ -42,9 +61,33 @@ def headline(
             "int8_vs_ort_fp32": int8.get("speedup_vs_ort_fp32"),
             "int8_fraction_of_int8_peak": int8.get("fraction_of_peak"),
             "int8_agreement_vs_ort_fp32": int8.get("agreement_vs_ort_fp32"),
+            "auto_vs_ort_fp32": pairwise(res, "ort-fp32", "auto"),
+            "auto_vs_torch_fp32": pairwise(res, "torch-fp32", "auto"),
+            "auto_vs_opencv_dnn": pairwise(res, "opencv-dnn", "auto"),
+            "auto_vs_fastest": auto_vs_fastest(res),
             "targets": TARGETS,
         }
     return {}
+
+
+def _auto_headline(h: dict) -> list[str]:
+    """Returns: the headline rows of issue 26's goals for ``auto`` (none where auto did not run)."""
+    lines = []
+    for key, label in (
+        ("auto_vs_ort_fp32", "`auto` speed-up over ONNX Runtime fp32"),
+        ("auto_vs_torch_fp32", "`auto` speed-up over PyTorch eager fp32"),
+        ("auto_vs_opencv_dnn", "`auto` speed-up over OpenCV dnn"),
+    ):
+        if h.get(key):
+            r = h[key]
+            lines.append(f"| {label} | {format_ratio(r)} | ≥ {TARGETS[key]:.0f}× | {_met(r['median'], TARGETS[key])} |")
+    fastest = h.get("auto_vs_fastest")
+    if fastest:
+        lines.append(
+            f"| `auto` median / fastest other backend's ({fastest['fastest']}) | {fastest['ratio']:.2f} "
+            f"| ≤ {AUTO_SLACK:.2f} | {'yes' if fastest['ratio'] <= AUTO_SLACK else 'no'} |"
+        )
+    return lines
 
 
 def write_json(record: dict, path: Path) -> Path:
@@ -101,6 +144,7 @@ def markdown(record: dict) -> str:
             f"| {_met(frac, TARGETS['int8_fraction_of_int8_peak'])} |"
         )
         lines.append(f"| INT8 speed-up over ONNX Runtime fp32 | {format_ratio(h.get('int8_vs_ort_fp32'))} | – | – |")
+        lines += _auto_headline(h)
         agree = h.get("int8_agreement_vs_ort_fp32") or {}
         if "mean_abs_ab" in agree and h["model"] == "default":  # random-weight models output near-gray
             lines.append(
