@@ -20,6 +20,8 @@ from .paths import Place
 from .worker import MANIFEST_FIELDS, BatchSettings, ColorizeWorker, actor_threads
 
 READ_TASK_CPUS = 0.1  # reads are I/O: a tenth of a CPU each, so they never wait for the actors' CPUs
+# Read blocks per actor: enough that reads stream ahead of every actor and a lost block is cheap to redo.
+BLOCKS_PER_ACTOR = 32
 MIN_ACTOR_CPUS = 0.25  # the least an actor may hold (limits.CPUS_PER_ACTOR)
 RAY_HINT = "pip install 'colorize-rt[cluster]'"
 
@@ -168,7 +170,7 @@ def ray_rows(
         include_paths=True,
         filesystem=_read_filesystem(settings.src),
         num_cpus=READ_TASK_CPUS,
-        override_num_blocks=max(1, min(len(paths), 8 * plan.actors * 4)),
+        override_num_blocks=max(1, min(len(paths), BLOCKS_PER_ACTOR * plan.actors)),
     )
     gpus = {"num_gpus": plan.gpus_per_actor} if plan.gpus_per_actor else {}
     ds = ds.map_batches(
