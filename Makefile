@@ -10,7 +10,7 @@ RUNS ?= $(HOME)/colorize-runs
 setup: .venv/bin/python
 	$(PIP) install -q --upgrade pip
 	$(PIP) install -q torch==2.13.0
-	$(PIP) install -q -e '.[train,dev,serve]'
+	$(PIP) install -q -e '.[train,dev,serve,cluster]'
 
 # Colorize scikit-image's sample photos (converted to gray) with the shipped default model.
 demo: setup
