@@ -1,7 +1,10 @@
 """Backends: everything that runs a network (torch-free).
 
-* ``registry``: backend names (``auto | cpu | cuda | tensorrt | ort-trt``) -> an activated, self-checked runner.
+* ``registry``: backend names (``auto | cpu | cuda | tensorrt | ort-trt | openvino | opencv``) -> an activated,
+  self-checked runner.
+* ``auto_choice``: ``auto`` on the CPU: the candidates timed once per (models, CPU, versions), the table saved.
 * ``runners``: the runner lifecycle (``activate`` / ``infer`` / ``deactivate``) and ONNX Runtime's runner.
+* ``openvino_runner`` / ``opencv_runner``: OpenVINO and OpenCV dnn on the same ONNX files.
 * ``session`` / ``ort_cache``: the one place ONNX Runtime sessions are made, and their saved optimised graphs.
 * ``selfcheck``: the known-answer check every runner passes on activation, per (model, backend, CPU).
 * ``tensorrt_runner`` / ``engine_description``: native TensorRT engines and where they may run.

@@ -12,13 +12,14 @@ it fails with one actionable line (``BackendError``). ``--backend openvino`` on 
 from __future__ import annotations
 
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 
-from ...core.cpu import native_bf16
+from ...core.cpu import cpu_model, native_bf16
 from ...core.lazy import GPU_INSTALL, MissingDependency, available
 from ...core.paths import cache_dir
-from .auto_choice import CandidateRow, CpuChoice, choice_key, load_choice, save_choice, time_candidates
+from .auto_choice import CandidateRow, CpuChoice, choice_key, library_versions, load_choice, save_choice, time_candidates
 from .opencv_runner import OpenCVRunner
 from .openvino_runner import OpenVinoRunner
 from .runners import OrtRunner, Runner
@@ -377,11 +378,6 @@ def _verdict_backend(runner: Runner, backend: str) -> str:
 def _measure_cpu(
     key: str, candidates: list, threads: int, max_side: int, purpose: str, verdicts: list | None
 ) -> tuple[Runner, str, Verdict]:
-    import time
-
-    from ...core.cpu import cpu_model
-    from .auto_choice import library_versions
-
     t0 = time.perf_counter()
     rows: list[CandidateRow] = []
     live: dict[str, tuple[Runner, str, Verdict]] = {}
