@@ -252,7 +252,8 @@ def _network_child(network: str, size: int, threads: int, calls: int = 12) -> di
 
         runner = OpenCVRunner(fp32, threads)
     elif network in ("ort-fp32", "ort-int8"):
-        runner = OrtRunner(fp32 if network == "ort-fp32" else resolve_model("default-int8"), threads=threads)
+        path = fp32 if network == "ort-fp32" else resolve_model("default-int8")
+        runner = OrtRunner(path, threads=threads, spin=False)  # as colorize-rt opens it on the CPU (registry.make_runner)
     elif network == "auto":
         from ..runtime.api import Colorizer
 
