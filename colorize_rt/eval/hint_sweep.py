@@ -244,5 +244,5 @@ def model_logits_fn(model_path: str | Path | None = None, threads: int = 0) -> L
     runner = OrtRunner(model_path or resolve_model("default"), threads=threads).activate()
     if not runner.has_output("logits"):
         runner.deactivate()
-        raise ValueError(f"{model_path}: no 313-bin 'logits' output (an L2 model or an older export)")
+        raise ValueError("no 313-bin 'logits' output (an L2 model or an older export)")
     return lambda L: predict_logits_batch(runner, np.ascontiguousarray(L, np.float32)[None, None])[1]
