@@ -236,6 +236,28 @@ def test_auto_measures_once_and_again_on_a_version_change(monkeypatch):
     assert len(calls) == 2 and not runner.auto_choice.cached
 
 
+def test_a_candidate_that_raises_while_timed_is_left_out(monkeypatch):
+    real = registry.make_runner
+
+    def make(backend, *args, **kw):
+        runner = real(backend, *args, **kw)
+        if backend == "opencv":  # passes the 40x40 probe, then fails at the timing size
+
+            def boom(feed, outputs=None):
+                if feed["L"].shape[-1] > 64:
+                    raise RuntimeError("out of memory")
+                return type(runner).infer_impl(runner, feed, outputs)
+
+            runner.infer_impl = boom
+        return runner
+
+    monkeypatch.setattr(registry, "make_runner", make)
+    runner, used = open_runner(MODELS["default"], "auto", warn=lambda msg: None)
+    with runner:
+        rows = {r.backend: r for r in runner.auto_choice.rows}
+        assert used != "opencv" and rows["opencv"].status == "failed to run" and rows["opencv"].ms is None
+
+
 def test_a_damaged_measurement_file_is_measured_again(tmp_path):
     runner, _ = open_runner(MODELS["default-l2"], "auto")
     runner.deactivate()

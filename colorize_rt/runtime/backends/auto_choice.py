@@ -186,8 +186,8 @@ def time_candidates(
     """Time activated runners on the same input, interleaved (one run of each per round).
 
     Two warm-up calls each first (an OpenVINO runner compiles its static model for a size on its second
-    call: set-up, not counted in the budget). Rounds continue until every runner has ``rounds`` timings or
-    ``budget_s`` is spent, at least one.
+    call: set-up, not counted in the budget); a runner that raises there is left out of the timing (and of
+    the result). Rounds continue until every runner has ``rounds`` timings or ``budget_s`` is spent, at least one.
 
     Args:
         runners: label -> activated runner.
@@ -200,9 +200,13 @@ def time_candidates(
     """
     feed = timing_input(side)
     t_warm = time.perf_counter()
-    for runner in runners.values():
-        for _ in range(2):
-            runner.infer(feed)
+    runners = dict(runners)
+    for label, runner in list(runners.items()):
+        try:
+            for _ in range(2):
+                runner.infer(feed)
+        except Exception:  # noqa: BLE001 - a runtime that cannot run this size is not a candidate
+            del runners[label]
     t0 = time.perf_counter()
     times: dict[str, list[float]] = {label: [] for label in runners}
     while True:

@@ -19,7 +19,16 @@ from pathlib import Path
 from ...core.cpu import cpu_model, native_bf16
 from ...core.lazy import GPU_INSTALL, MissingDependency, available
 from ...core.paths import cache_dir
-from .auto_choice import CandidateRow, CpuChoice, choice_key, library_versions, load_choice, save_choice, time_candidates
+from .auto_choice import (
+    MEASURE_SIDE,
+    CandidateRow,
+    CpuChoice,
+    choice_key,
+    library_versions,
+    load_choice,
+    save_choice,
+    time_candidates,
+)
 from .opencv_runner import OpenCVRunner
 from .openvino_runner import OpenVinoRunner
 from .runners import OrtRunner, Runner
@@ -410,6 +419,10 @@ def _measure_cpu(
     for row in rows:
         if row.label in stats:
             row.ms, row.runs = stats[row.label]
+        elif row.label in live:
+            row.status, row.note = "failed to run", f"raised on a {MEASURE_SIDE}x{MEASURE_SIDE} input"
+    if not stats:
+        raise BackendError(f"no CPU runtime could run {candidates[0][1].name} on a {MEASURE_SIDE}x{MEASURE_SIDE} input")
     chosen = min(stats, key=lambda label: stats[label][0])
     for label, (runner, _, _) in live.items():
         if label != chosen:
