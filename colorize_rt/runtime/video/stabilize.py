@@ -4,8 +4,8 @@ For each frame, DIS optical flow (OpenCV, on the network-resolution L*) maps eve
 the previous frame; the previous *stabilised* ab is warped there and blended into this frame's prediction,
 weighted by how well the warped previous L* matches this frame's L*. The gray input is the true luminance,
 so a poor match (occlusion, a new object, a flow error) is detected for free and keeps the fresh
-prediction. A frame where most of the picture no longer matches is a scene cut: the state restarts and the
-frame's output is exactly the per-frame output.
+prediction. A frame where most of the picture no longer matches (a stricter agreement scale, ``cut_sigma``)
+is a scene cut: the state restarts and the frame's output is exactly the per-frame output.
 
     ab_t = ab_pred + carry * w * (warp(ab_{t-1}) - ab_pred),  w = exp(-(|L_t - warp(L_{t-1})| / sigma)^2)
 """
@@ -25,8 +25,9 @@ class StabilizerSettings:
     """Knobs of ``TemporalStabilizer`` (defaults tuned on pans/zooms over the val photos; docs/video.md)."""
 
     carry: float = 0.92  # share of the warped previous colour kept where the luma agrees fully
-    sigma: float = 8.0  # L* difference (units) at which agreement has fallen to 1/e
-    cut_agreement: float = 0.35  # mean agreement under this: a scene cut (restart)
+    sigma: float = 24.0  # L* difference (units) at which the blend's agreement has fallen to 1/e
+    cut_sigma: float = 4.0  # the scene-cut test's own agreement scale (L* units), independent of the blend's
+    cut_agreement: float = 0.35  # mean cut-test agreement under this: a scene cut (restart)
     preset: str = "fast"  # DIS preset
 
 
@@ -69,8 +70,9 @@ class TemporalStabilizer:
             inside = (mx >= -0.5) & (mx <= w - 0.5) & (my >= -0.5) & (my <= h - 0.5)
             L_prev = cv2.remap(self._L, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
             ab_prev = cv2.remap(self._ab, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-            agree = np.exp(-np.square((L - L_prev) / s.sigma)) * inside
-            self.last_agreement = float(agree.mean())
+            diff = np.abs(L - L_prev)
+            self.last_agreement = float((np.exp(-np.square(diff / s.cut_sigma)) * inside).mean())
+            agree = np.exp(-np.square(diff / s.sigma)) * inside
             if self.last_agreement < s.cut_agreement:
                 restart = True
                 self.cuts += 1
