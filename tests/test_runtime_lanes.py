@@ -135,12 +135,13 @@ def test_lane_count():
 
     wide = Engine()
     wide.streams = 6
-    assert lane_count(Engine(), fit=True, cores=2) == 2  # a core each (network calls one at a time)
+    assert lane_count(Engine(), fit=True, cores=2) == 3  # a lane per core and per network stream
     assert lane_count(Engine(), fit=True, cores=1) == 2  # still decode / encode next to the network
-    assert lane_count(wide, fit=True, cores=2) == 6  # one per network stream
+    assert lane_count(wide, fit=True, cores=1) == 7
+    assert lane_count(wide, fit=True, cores=4) == MAX_LANES
     assert lane_count(Engine(), fit=True, cores=64) == MAX_LANES
     assert lane_count(wide, fit=False, cores=16) == 2  # tiled: a full-resolution image per lane
-    assert lane_count(object(), fit=True, cores=3) == 3  # an engine without streams: one call at a time
+    assert lane_count(object(), fit=True, cores=3) == 4  # an engine without streams: one call at a time
 
 
 def test_session_options_are_applied_and_read_back(engines, tiny_onnx):

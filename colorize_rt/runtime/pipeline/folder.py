@@ -1,7 +1,8 @@
 """Many inputs: expand files/folders/globs, plan output paths, and colorize them in parallel lanes.
 
-Each photo goes through one lane, start to end (decode, network input, network, recombine, encode), and
-one lane per core runs at once, so every core works on some photo and nothing is handed between threads.
+Each photo goes through one lane, start to end (decode, network input, network, recombine, encode), and a
+lane per core and per network stream runs at once (``lane_count``), so every core works on some photo and
+nothing is handed between threads.
 The lanes' network calls run at the same time where the engine allows it (``engine.streams`` > 1: a
 ``Colorizer`` opened for ``purpose="throughput"``), else one at a time while the other lanes decode and
 encode. Measured on a folder of 48 gray 256² PNGs (2-core Xeon, issue 26): the former layout (a reader
@@ -303,12 +304,13 @@ def lane_count(engine, fit: bool, cores: int | None = None) -> int:
         cores: CPU cores to fill (default: those this process may run on).
 
     Returns:
-        ``max(streams, cores)`` in fit mode, capped at ``MAX_LANES``; at most 2 in the other modes.
+        ``streams + cores`` in fit mode, capped at ``MAX_LANES``: a lane for every network stream and every
+        core, so the streams stay fed while other lanes decode, encode or wait on the disk (48 gray 256² PNGs,
+        2-core Xeon, OpenVINO with 2 streams: 10.0 ms per photo with 4 lanes, 11.6 ms with 2); 2 in the other modes.
     """
     cores = usable_cores() if cores is None else cores
     streams = max(1, int(getattr(engine, "streams", 1) or 1))
-    lanes = max(streams, cores, 2)
-    return min(MAX_LANES if fit else 2, lanes)
+    return min(MAX_LANES, streams + max(1, cores)) if fit else 2
 
 
 @dataclass
