@@ -94,8 +94,17 @@ def test_propagation_with_no_hint_returns_the_prediction():
     ab = np.random.default_rng(0).normal(0, 20, (2, 32, 32)).astype(np.float32)
     out = apply_point_hints(np.zeros((32, 32), np.float32), ab, np.zeros((32, 32), np.float32), np.zeros((32, 32, 2), np.float32))
     assert out is ab
-    s = PropagationSettings(sweeps=0)
-    assert s.sweeps == 0
+
+
+def test_coarse_to_fine_variant_keeps_hints_and_regions():
+    """The pyramid variant (docs/hints.md, not the default): hint pixels exact, the hint's region follows it."""
+    L = np.full((96, 128), 30.0, np.float32)
+    L[:, 64:] = 80.0
+    ab = np.zeros((2, 96, 128), np.float32)
+    mask, hab = hint_mask([PointHint(20, 40, (40.0, 30.0), 2)], (96, 128), (1.0, 1.0))
+    out = apply_point_hints(L, ab, mask, hab, PropagationSettings(sweeps=(150, 50, 0), anchor=0.01))
+    np.testing.assert_allclose(out[:, 40, 20], [40.0, 30.0])
+    assert np.abs(out[0, :, :56] - 40).max() < 1.0  # the hint's region follows it
 
 
 @pytest.mark.parametrize(
