@@ -41,8 +41,8 @@ class TemporalStabilizer:
 
     def reset(self) -> None:
         self._L8: np.ndarray | None = None
-        self._L: np.ndarray | None = None
-        self._ab: np.ndarray | None = None  # (h, w, 2) float32, the previous stabilised output
+        self._Lab: np.ndarray | None = None  # (h, w, 3) float32: the previous L* and stabilised ab
+        self._grid: np.ndarray | None = None  # (h, w, 2) pixel coordinates
         self.cuts = 0
         self.last_agreement = 1.0
 
@@ -65,11 +65,13 @@ class TemporalStabilizer:
         if not restart:
             flow = self._dis.calc(L8, self._L8, None)  # this frame -> previous frame
             h, w = L.shape
-            gx, gy = np.meshgrid(np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32))
-            mx, my = gx + flow[..., 0], gy + flow[..., 1]
+            if self._grid is None or self._grid.shape[:2] != (h, w):
+                self._grid = np.dstack(np.meshgrid(np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32)))
+            flow += self._grid  # now the source position of every pixel
+            mx, my = flow[..., 0], flow[..., 1]
             inside = (mx >= -0.5) & (mx <= w - 0.5) & (my >= -0.5) & (my <= h - 0.5)
-            L_prev = cv2.remap(self._L, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-            ab_prev = cv2.remap(self._ab, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+            prev = cv2.remap(self._Lab, flow, None, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)  # L, a, b at once
+            L_prev, ab_prev = prev[..., 0], prev[..., 1:]
             diff = np.abs(L - L_prev)
             self.last_agreement = float((np.exp(-np.square(diff / s.cut_sigma)) * inside).mean())
             agree = np.exp(-np.square(diff / s.sigma)) * inside
@@ -80,5 +82,5 @@ class TemporalStabilizer:
                 out = ab_hw2 + (s.carry * agree)[..., None] * (ab_prev - ab_hw2)
         if restart:
             out = ab_hw2
-        self._L8, self._L, self._ab = L8, L, out
+        self._L8, self._Lab = L8, np.dstack([L, out])
         return np.moveaxis(out, -1, 0), restart
