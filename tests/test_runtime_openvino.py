@@ -163,6 +163,7 @@ def test_bf16_is_kept_only_where_the_self_check_passes(monkeypatch, bf16_passes)
         return verdict
 
     monkeypatch.setattr(registry, "check_runner", check)
+    monkeypatch.setattr(auto_choice, "MEASURE_BUDGET_S", 60.0)  # every candidate opened, whatever the load
     verdicts = []
     runner, _ = open_runner(MODELS["default"], "openvino", verdicts=verdicts)
     with runner:
@@ -252,10 +253,88 @@ def test_a_candidate_that_raises_while_timed_is_left_out(monkeypatch):
         return runner
 
     monkeypatch.setattr(registry, "make_runner", make)
+    monkeypatch.setattr(auto_choice, "MEASURE_BUDGET_S", 60.0)  # every candidate opened, whatever the load
     runner, used = open_runner(MODELS["default"], "auto", warn=lambda msg: None)
     with runner:
         rows = {r.backend: r for r in runner.auto_choice.rows}
         assert used != "opencv" and rows["opencv"].status == "failed to run" and rows["opencv"].ms is None
+
+
+def _slowed(monkeypatch, backend: str, activate_s: float = 0.0, infer_s: float = 0.0) -> None:
+    """Make ``backend``'s real runners open and/or run slower by the given seconds (the registry's make_runner seam)."""
+    import time
+
+    real = registry.make_runner
+
+    def make(name, *args, **kw):
+        runner = real(name, *args, **kw)
+        if name == backend:
+            activate, infer = runner.activate_impl, runner.infer_impl
+
+            def slow_activate():
+                time.sleep(activate_s)
+                activate()
+
+            def slow_infer(feed, outputs=None):
+                time.sleep(infer_s)
+                return infer(feed, outputs)
+
+            runner.activate_impl, runner.infer_impl = slow_activate, slow_infer
+        return runner
+
+    monkeypatch.setattr(registry, "make_runner", make)
+
+
+def test_a_slow_candidate_stops_being_timed(monkeypatch):
+    """Successive halving: ONNX Runtime (opened first) made 0.6 s slower a run is dropped after its first timing."""
+    _slowed(monkeypatch, "cpu", infer_s=0.6)  # its self-check runs slowly too: a budget that opens every candidate
+    monkeypatch.setattr(auto_choice, "MEASURE_BUDGET_S", 60.0)
+    runner, used = open_runner(MODELS["default"], "auto", warn=lambda msg: None)
+    with runner:
+        choice = runner.auto_choice
+        slow = next(r for r in choice.rows if r.backend == "cpu")
+        assert used != "cpu" and slow.status == "timed" and slow.runs == 1 and slow.ms >= 600
+        assert slow.note.startswith("dropped after 1 run(s): over 2x the best median")
+        assert choice.winner().ms == min(r.ms for r in choice.rows if r.ms is not None)
+        assert choice.winner().runs >= 1 and runner.active_providers
+
+
+def test_candidates_are_opened_only_while_budget_remains(monkeypatch):
+    """OpenVINO's compile made 1.5 s slower: after it, nothing else fits the 2 s budget, and the table says so."""
+    _slowed(monkeypatch, "openvino", activate_s=1.5)
+    monkeypatch.setattr(registry, "openvino_precisions", lambda path: ["f32", "bf16"])  # bf16 tried on any CPU
+    runner, _ = open_runner(MODELS["default"], "auto", variants=[MODELS["default-int8"]], warn=lambda msg: None)
+    with runner:
+        choice = runner.auto_choice
+        rows = {r.label: r for r in choice.rows}
+        assert [r.label for r in choice.rows][:3] == [  # the cheapest to open first
+            "onnxruntime default.onnx",
+            "onnxruntime default-int8.onnx",
+            "openvino-f32 default.onnx",
+        ]
+        assert rows["openvino-f32 default.onnx"].status == "timed" and choice.open_s >= 1.5
+        skipped = [r for r in choice.rows if r.status == auto_choice.NOT_TIMED_BUDGET]
+        assert {"openvino-f32 default-int8.onnx", "openvino-bf16 default.onnx", "opencv-dnn default.onnx"} <= {
+            r.label for r in skipped
+        }
+        assert all(r.ms is None for r in skipped) and choice.winner().status == "timed"
+        text = "\n".join(choice.lines())
+        assert f"of a {auto_choice.MEASURE_BUDGET_S:g} s budget" in text and "opening and checking" in text
+        assert all(f"{r.label}" in text for r in skipped) and text.count("not timed: budget") == len(skipped)
+
+
+def test_the_measurement_times_the_dynamic_model_and_compiles_nothing_static():
+    """Timing an OpenVINO runner compiles no static model; the size's next calls after it still get one."""
+    runner = registry.make_runner("openvino", MODELS["default-int8"])
+    runner.activate()
+    timings, open_s, run_s = auto_choice.time_candidates({"ov": lambda: runner}, budget_s=60.0)
+    assert timings["ov"].runner is runner and len(timings["ov"].times) >= 1 and run_s > 0
+    assert runner.static_shapes() == [] and runner.static_enabled
+    feed = auto_choice.timing_input()
+    for _ in range(2):
+        runner.infer(feed)
+    assert runner.static_shapes() == [feed["L"].shape]
+    runner.deactivate()
 
 
 def test_a_damaged_measurement_file_is_measured_again(tmp_path):

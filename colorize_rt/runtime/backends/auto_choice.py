@@ -8,9 +8,13 @@ JSON file under ``<cache root>/auto-choice/``) and every later start opens only 
 colorize-rt, ONNX Runtime, OpenVINO or OpenCV, another CPU, or a changed model file is another key: measured
 again. ``colorize-rt --info`` prints the table.
 
-Timing: ``MEASURE_BUDGET_S`` (2 s) bounds the timed runs of all candidates together; the rounds stop
-earlier once each candidate has ``MEASURE_ROUNDS`` timings. Opening the candidates (compiling, the
-self-check) is paid once per key too and is reported next to it (``CpuChoice.open_s``).
+Budget: ``MEASURE_BUDGET_S`` (2 s) bounds the whole measurement: opening the candidates (compiling, the
+self-check), warming them up and timing them (``time_candidates``). The registry hands the candidates over
+cheapest to open first (ONNX Runtime, then OpenVINO's compiles, then OpenCV dnn's child-process crash check);
+one is opened only while the budget left covers the longest opening so far (else its row says
+``not timed: budget``), and successive halving stops timing a candidate once its median is over
+``DROP_RATIO`` x the best. The choice is the fastest timed
+median, whatever the CPU. ``CpuChoice.open_s`` and ``timing_s`` split the time spent; ``--info`` shows both.
 
 ``COLORIZE_RT_AUTO_CACHE``: ``0`` measures at every start; ``read`` uses a saved table but writes none (also
 when ``COLORIZE_RT_SELFCHECK_CACHE=read``, which ``--info`` sets).
@@ -22,6 +26,7 @@ import hashlib
 import json
 import os
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -37,8 +42,12 @@ AUTO_CACHE_ENV = "COLORIZE_RT_AUTO_CACHE"
 CHOICE_KIND = "auto-choice"
 MEASURE_BUDGET_S = 2.0
 MEASURE_ROUNDS = 5  # timings per candidate that end the measurement early
+DROP_RATIO = 1.3  # a candidate whose median is over this times the best median is no longer timed
+DROP_FIRST_RATIO = 2.0  # the same after a single timed run (one run is noisy on a shared CPU)
+MIN_FINAL_RUNS = 2  # timings the final two get even when the budget is spent
+NOT_TIMED_BUDGET = "not timed: budget"
 MEASURE_SIDE = 256  # fit mode's default network size
-CHOICE_FORMAT = 1
+CHOICE_FORMAT = 2  # 2: one budget for opening and timing, successive halving
 
 
 @dataclass
@@ -65,7 +74,8 @@ class CpuChoice:
     cpu: str = ""
     versions: dict[str, str] = field(default_factory=dict)
     open_s: float = 0.0  # opening and checking the candidates
-    timing_s: float = 0.0  # the timed runs
+    timing_s: float = 0.0  # warm-up and timed runs (the budget covers open_s + timing_s)
+    budget_s: float = field(default_factory=lambda: MEASURE_BUDGET_S)  # read when made (tests change it)
     cached: bool = False
 
     def winner(self) -> CandidateRow:
@@ -76,7 +86,9 @@ class CpuChoice:
         """Returns: the table as text lines for ``--info``, fastest first."""
         timed = sorted((r for r in self.rows if r.ms is not None), key=lambda r: r.ms)
         best = timed[0].ms if timed else None
-        head = "recalled from the cache" if self.cached else f"measured in {self.timing_s:.2f} s (+{self.open_s:.2f} s opening)"
+        spent = f"{self.open_s + self.timing_s:.2f} s of a {self.budget_s:g} s budget"
+        head = f"{spent}, recalled from the cache" if self.cached else f"measured in {spent}"
+        head += f" ({self.open_s:.2f} s opening and checking, {self.timing_s:.2f} s running)"
         out = [f"auto on this CPU ({self.cpu}): {MEASURE_SIDE}x{MEASURE_SIDE} batch 1, median of each candidate, {head}"]
         for r in timed + [r for r in self.rows if r.ms is None]:
             mark = "*" if r.label == self.chosen else " "
@@ -180,41 +192,147 @@ def timing_input(side: int = MEASURE_SIDE) -> dict[str, np.ndarray]:
     return {"L": np.ascontiguousarray(L), "temperature": np.array(DEFAULT_T, dtype=np.float32)}
 
 
-def time_candidates(
-    runners: dict[str, Runner], budget_s: float = MEASURE_BUDGET_S, rounds: int = MEASURE_ROUNDS, side: int = MEASURE_SIDE
-) -> tuple[dict[str, tuple[float, int]], float, float]:
-    """Time activated runners on the same input, interleaved (one run of each per round).
-
-    Two warm-up calls each first (an OpenVINO runner compiles its static model for a size on its second
-    call: set-up, not counted in the budget); a runner that raises there is left out of the timing (and of
-    the result). Rounds continue until every runner has ``rounds`` timings or ``budget_s`` is spent, at least one.
+class CandidateRefused(Exception):
+    """An opener's refusal of its candidate, shown as a row of the table.
 
     Args:
-        runners: label -> activated runner.
-        budget_s: wall-clock seconds for the timed runs of all runners together.
-        rounds: timings per runner that end the measurement early.
+        status: the row's status (``unavailable``, ``self-check failed``).
+        note: one line saying why.
+    """
+
+    def __init__(self, status: str, note: str):
+        super().__init__(note)
+        self.status, self.note = status, note
+
+
+@dataclass
+class CandidateTiming:
+    """What ``time_candidates`` learnt of one candidate."""
+
+    status: str = NOT_TIMED_BUDGET  # timed | failed to run | an opener's refusal | not timed: budget
+    note: str = ""
+    times: list[float] = field(default_factory=list)  # seconds of each timed run
+    runner: Runner | None = None  # the activated runner: kept for the fastest only
+
+    def median_ms(self) -> float | None:
+        """Returns: the median timed run in ms, or None before the first."""
+        return float(np.median(self.times)) * 1e3 if self.times else None
+
+
+def _run_once(racing: dict[str, CandidateTiming], label: str, feed: dict[str, np.ndarray], timed: bool = True) -> None:
+    """One run of ``label``'s runner; a runner that raises leaves the race as ``failed to run``."""
+    timing = racing[label]
+    try:
+        t = time.perf_counter()
+        timing.runner.infer(feed)
+        elapsed = time.perf_counter() - t
+    except Exception:  # noqa: BLE001 - a runtime that cannot run this size is not a candidate
+        side = feed["L"].shape[-1]
+        timing.status, timing.note = "failed to run", f"raised on a {side}x{side} input"
+        del racing[label]
+        return
+    if timed:
+        timing.times.append(elapsed)
+
+
+def _halve(racing: dict[str, CandidateTiming], drop_ratio: float) -> None:
+    """Stop timing every candidate whose median is over ``drop_ratio`` x the best (``DROP_FIRST_RATIO`` after one run)."""
+    best = min((t.median_ms() for t in racing.values() if t.times), default=None)
+    for label, timing in list(racing.items()):
+        ratio = drop_ratio if len(timing.times) > 1 else DROP_FIRST_RATIO
+        if timing.times and len(racing) > 1 and timing.median_ms() > ratio * best:
+            timing.note = f"dropped after {len(timing.times)} run(s): over {ratio:g}x the best median"
+            del racing[label]
+
+
+def _keep_final_two(racing: dict[str, CandidateTiming]) -> bool:
+    """The budget is spent: keep the two best medians. Returns: whether both already have ``MIN_FINAL_RUNS``."""
+    for label in sorted(racing, key=lambda k: racing[k].median_ms())[2:]:
+        racing[label].note = f"dropped after {len(racing[label].times)} run(s): budget spent"
+        del racing[label]
+    return min(len(t.times) for t in racing.values()) >= MIN_FINAL_RUNS
+
+
+def time_candidates(
+    openers: dict[str, Callable[[], Runner]],
+    budget_s: float | None = None,
+    rounds: int = MEASURE_ROUNDS,
+    side: int = MEASURE_SIDE,
+    drop_ratio: float = DROP_RATIO,
+) -> tuple[dict[str, CandidateTiming], float, float]:
+    """Open and time CPU candidates within one budget, by successive halving; keep the fastest open.
+
+    ``budget_s`` counts everything: opening (compiling, the self-check), one warm-up run each and the timed
+    runs. Candidates are opened in the order given (cheapest to open first) and, once one has been timed, only
+    while the budget left covers the longest opening seen so far; one not opened for lack of it stays
+    ``not timed: budget``. Each opened candidate runs
+    once untimed, then once timed; after every round a candidate whose median exceeds ``drop_ratio`` x the best
+    median (``DROP_FIRST_RATIO`` after a single run) is no longer timed (it stays open: the fastest median of
+    all wins). Rounds (one run of each remaining candidate, interleaved) go on until one remains, each has
+    ``rounds`` timings, or the budget is spent; then the best two are kept and given at least ``MIN_FINAL_RUNS``
+    timings each. OpenVINO runners are timed on their dynamic-shape model (``static_enabled`` off: no static
+    recompile during the measurement). A runner that raises while run is ``failed to run``. The fastest timed
+    candidate is kept open; every other runner is deactivated.
+
+    Args:
+        openers: label -> a callable returning an activated (and checked) runner, or raising ``CandidateRefused``;
+            any other exception deactivates the runners opened so far and propagates.
+        budget_s: wall-clock seconds for opening, warming up and timing all candidates together
+            (None: ``MEASURE_BUDGET_S``, read at call time so tests can change it).
+        rounds: timings per candidate that end the measurement early.
         side: the square input size.
+        drop_ratio: how much slower than the best median a candidate may be and still be timed.
 
     Returns:
-        (label -> (median ms, runs), seconds of timed runs, seconds of warm-up).
+        (label -> ``CandidateTiming`` in the order given, only the fastest keeping its ``runner``; seconds spent
+        opening; seconds spent running).
     """
+    budget_s = MEASURE_BUDGET_S if budget_s is None else budget_s
     feed = timing_input(side)
-    t_warm = time.perf_counter()
-    runners = dict(runners)
-    for label, runner in list(runners.items()):
-        try:
-            for _ in range(2):
-                runner.infer(feed)
-        except Exception:  # noqa: BLE001 - a runtime that cannot run this size is not a candidate
-            del runners[label]
     t0 = time.perf_counter()
-    times: dict[str, list[float]] = {label: [] for label in runners}
-    while True:
-        for label, runner in runners.items():
+    out = {label: CandidateTiming() for label in openers}
+    racing: dict[str, CandidateTiming] = {}
+    open_s = longest_open = 0.0
+    try:
+        for label, opener in openers.items():
+            if any(t.times for t in out.values()) and time.perf_counter() - t0 + longest_open > budget_s:
+                break  # the rest stay "not timed: budget"
             t = time.perf_counter()
-            runner.infer(feed)
-            times[label].append(time.perf_counter() - t)
-        done = min(len(v) for v in times.values()) >= rounds
-        if done or time.perf_counter() - t0 >= budget_s:
-            break
-    return {k: (float(np.median(v)) * 1e3, len(v)) for k, v in times.items()}, time.perf_counter() - t0, t0 - t_warm
+            try:
+                out[label].runner = opener()
+            except CandidateRefused as exc:
+                out[label].status, out[label].note = exc.status, exc.note
+                continue
+            finally:
+                open_s += time.perf_counter() - t
+                longest_open = max(longest_open, time.perf_counter() - t)
+            if hasattr(out[label].runner, "static_enabled"):
+                out[label].runner.static_enabled = False
+            out[label].status = "timed"
+            racing[label] = out[label]
+            _run_once(racing, label, feed, timed=False)
+            if label in racing:
+                _run_once(racing, label, feed)
+            _halve(racing, drop_ratio)
+        while len(racing) > 1 and min(len(t.times) for t in racing.values()) < rounds:
+            if time.perf_counter() - t0 >= budget_s and _keep_final_two(racing):
+                break
+            for label in list(racing):
+                _run_once(racing, label, feed)
+            _halve(racing, drop_ratio)
+    except BaseException:
+        _close_all(out.values())
+        raise
+    # the fastest of every timed candidate, dropped ones included (kept open until now for that)
+    fastest = min((t for t in out.values() if t.status == "timed" and t.times), key=CandidateTiming.median_ms, default=None)
+    _close_all(t for t in out.values() if t is not fastest)
+    if fastest is not None and hasattr(fastest.runner, "static_enabled"):
+        fastest.runner.static_enabled = True
+    return out, open_s, time.perf_counter() - t0 - open_s
+
+
+def _close_all(timings) -> None:
+    for timing in timings:
+        if timing.runner is not None:
+            timing.runner.deactivate()
+            timing.runner = None

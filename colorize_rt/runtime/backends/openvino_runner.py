@@ -16,7 +16,8 @@ has it.
   INT8, 33 vs 41 ms fp32; 512²: 44 vs 55 ms INT8, 160 vs 171-187 ms fp32), but compiling it costs 130-500 ms
   (60-90 ms from the compiled-model cache), 10-40 runs' worth. So the dynamic model, compiled once, runs the
   first call at any size; a size seen ``STATIC_AFTER`` times (a folder of same-size photos, a benchmark) gets
-  its own static compile, ``STATIC_KEEP`` of them at a time, up to ``STATIC_MAX_PIXELS`` input pixels. A static
+  its own static compile, ``STATIC_KEEP`` of them at a time, up to ``STATIC_MAX_PIXELS`` input pixels
+  (``static_enabled = False`` turns this off: ``auto_choice`` times the dynamic model, compiling nothing). A static
   model keeps buffers for its whole shape: with static models for the tiled mode's 4 x 512² batches a 2000²
   tiled run peaked at 1342 MB against 883 MB dynamic-only (ONNX Runtime: 878 MB), so larger inputs (tiles,
   big fit sizes) keep the dynamic model, whose buffers follow the input.
@@ -85,6 +86,7 @@ class OpenVinoRunner(Runner):
         self._dynamic = None
         self._static: OrderedDict[tuple, object] = OrderedDict()
         self._seen: dict[tuple, int] = {}
+        self.static_enabled = True  # False: every size runs on the dynamic model (auto's measurement times that)
         self._pools: dict[int, queue.SimpleQueue] = {}
         self._lock = threading.Lock()
         self._inputs: dict[str, int] = {}  # input name -> rank
@@ -151,6 +153,8 @@ class OpenVinoRunner(Runner):
     def _compiled_for(self, shape: tuple):
         """The compiled model to run ``L`` of ``shape`` on: a static one when the size repeats."""
         with self._lock:
+            if not self.static_enabled:
+                return self._dynamic
             if shape in self._static:
                 self._static.move_to_end(shape)
                 return self._static[shape]

@@ -12,7 +12,6 @@ it fails with one actionable line (``BackendError``). ``--backend openvino`` on 
 from __future__ import annotations
 
 import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -21,6 +20,7 @@ from ...core.lazy import GPU_INSTALL, MissingDependency, available
 from ...core.paths import cache_dir
 from .auto_choice import (
     MEASURE_SIDE,
+    CandidateRefused,
     CandidateRow,
     CpuChoice,
     choice_key,
@@ -387,48 +387,61 @@ def _verdict_backend(runner: Runner, backend: str) -> str:
 def _measure_cpu(
     key: str, candidates: list, threads: int, max_side: int, purpose: str, verdicts: list | None
 ) -> tuple[Runner, str, Verdict]:
-    t0 = time.perf_counter()
     rows: list[CandidateRow] = []
-    live: dict[str, tuple[Runner, str, Verdict]] = {}
-    first_failure: Verdict | None = None
-    open_error: BackendError | None = None
-    for backend, model, precision in candidates:
+    live: dict[str, tuple[str, Verdict]] = {}
+    refused: list = []  # each refusal's failing Verdict or open error, in order
+    asked = candidates[0][1]
+
+    def opener(backend: str, model: Path, precision: str, label: str) -> Callable[[], Runner]:
+        def open_one() -> Runner:
+            try:
+                runner = _activate_cpu(backend, model, threads, max_side, purpose, precision)
+            except (BackendError, MissingDependency) as exc:
+                if backend == "cpu" and model == asked and isinstance(exc, BackendError):
+                    raise  # ONNX Runtime cannot read the asked-for model: not a model, whatever the others say
+                refused.append(exc if isinstance(exc, BackendError) else None)
+                raise CandidateRefused("unavailable", _one_line(exc)) from None
+            verdict = _verify(runner, model, _verdict_backend(runner, backend), verdicts)
+            if verdict.status == "fail":
+                refused.append(verdict)
+                raise CandidateRefused("self-check failed", verdict.cause())
+            live[label] = (backend, verdict)
+            return runner
+
+        return open_one
+
+    openers = {}
+    for backend, model, precision in sorted(candidates, key=_open_cost):
         label = _label(backend, model, precision)
-        row = CandidateRow(label, backend, model.name, precision if backend == "openvino" else "")
-        rows.append(row)
-        try:
-            runner = _activate_cpu(backend, model, threads, max_side, purpose, precision)
-        except (BackendError, MissingDependency) as exc:
-            if backend == "cpu" and model == candidates[0][1] and isinstance(exc, BackendError):
-                raise  # ONNX Runtime cannot read the asked-for model: not a model, whatever the others say
-            row.status, row.note = "unavailable", _one_line(exc)
-            open_error = open_error or (exc if isinstance(exc, BackendError) else None)
-            continue
-        verdict = _verify(runner, model, _verdict_backend(runner, backend), verdicts)
-        if verdict.status == "fail":
-            row.status, row.note = "self-check failed", verdict.cause()
-            first_failure = first_failure or verdict
-            continue
-        live[label] = (runner, backend, verdict)
-    if not live:
+        rows.append(CandidateRow(label, backend, model.name, precision if backend == "openvino" else ""))
+        openers[label] = opener(backend, model, precision, label)
+    timings, open_s, run_s = time_candidates(openers)
+    for row in rows:
+        timing = timings[row.label]
+        row.status, row.note = timing.status, timing.note
+        if timing.status == "timed":
+            row.ms, row.runs = timing.median_ms(), len(timing.times)
+    chosen = next((label for label, t in timings.items() if t.runner is not None), None)
+    if chosen is None:
+        first_failure = next((r for r in refused if isinstance(r, Verdict)), None)
         if first_failure is not None:
             raise SelfCheckError(first_failure)
+        if live:
+            raise BackendError(f"no CPU runtime could run {asked.name} on a {MEASURE_SIDE}x{MEASURE_SIDE} input")
+        open_error = next((r for r in refused if isinstance(r, BackendError)), None)
         raise open_error or BackendError("no CPU runtime could open the model")
-    open_s = time.perf_counter() - t0
-    stats, timing_s, warm_s = time_candidates({label: r for label, (r, _, _) in live.items()})
-    for row in rows:
-        if row.label in stats:
-            row.ms, row.runs = stats[row.label]
-        elif row.label in live:
-            row.status, row.note = "failed to run", f"raised on a {MEASURE_SIDE}x{MEASURE_SIDE} input"
-    if not stats:
-        raise BackendError(f"no CPU runtime could run {candidates[0][1].name} on a {MEASURE_SIDE}x{MEASURE_SIDE} input")
-    chosen = min(stats, key=lambda label: stats[label][0])
-    for label, (runner, _, _) in live.items():
-        if label != chosen:
-            runner.deactivate()
-    choice = CpuChoice(key, rows, chosen, cpu_model(), library_versions(), open_s + warm_s, timing_s)
+    choice = CpuChoice(key, rows, chosen, cpu_model(), library_versions(), open_s, run_s)
     save_choice(choice)
-    runner, backend, verdict = live[chosen]
+    runner = timings[chosen].runner
+    backend, verdict = live[chosen]
     runner.auto_choice = choice
     return runner, backend, verdict
+
+
+_OPEN_RANK = {"cpu": 0, "openvino": 1, "opencv": 2}  # ONNX Runtime opens in ms; OpenVINO compiles; OpenCV's crash check forks
+
+
+def _open_cost(candidate: tuple[str, Path, str]) -> tuple[int, bool]:
+    """Sort key: the cheapest candidates to open first (bf16, rarely kept, after OpenVINO's f32 compiles)."""
+    backend, _, precision = candidate
+    return _OPEN_RANK.get(backend, len(_OPEN_RANK)), precision == "bf16"
