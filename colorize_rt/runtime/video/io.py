@@ -301,6 +301,17 @@ class VideoSink:
             self.out.close()
 
 
+def _shifted(item, start: float):
+    """A packet or frame with ``start`` seconds taken off its timestamps (a ``--start`` preview begins at 0)."""
+    if start > 0 and item.time_base:
+        shift = round(start / item.time_base)
+        if item.pts is not None:
+            item.pts -= shift
+        if getattr(item, "dts", None) is not None and hasattr(item, "is_keyframe"):  # packets carry a dts too
+            item.dts -= shift
+    return item
+
+
 def stream_seconds(stream) -> float | None:
     """The video stream's duration as its header states it (the stream's own, or Matroska's DURATION tag)."""
     if stream.duration and stream.time_base:
@@ -355,7 +366,7 @@ def read_items(container, info: VideoInfo, start: float = 0.0, duration: float |
             if packet.stream.type != "video":
                 t = float(packet.pts * packet.time_base) if packet.pts is not None else None
                 if full or in_window(t):
-                    yield "packet", packet
+                    yield "packet", _shifted(packet, start)
                 continue
             for frame in packet.decode():
                 t = float(frame.pts * frame.time_base) if frame.pts is not None else None
@@ -366,7 +377,7 @@ def read_items(container, info: VideoInfo, start: float = 0.0, duration: float |
                     if t is not None:
                         first_t = t if first_t is None else first_t
                         last_t = t
-                    yield "frame", frame
+                    yield "frame", _shifted(frame, start)
     except av.FFmpegError as exc:
         reason = " ".join(str(getattr(exc, "strerror", "") or exc).split()) or type(exc).__name__
         raise DamagedVideo(f"{info.path}: damaged after frame {n} ({reason})", n) from None
