@@ -29,7 +29,7 @@ from .limits import CRF, MAX_PIXELS, OVERLAP, QUALITY, SCALE, SIZE, START_SECOND
 from .pipeline.folder import Options, Summary, UsageError, check_outputs_writable, expand_inputs, plan_outputs, run_batch
 from .pipeline.images import DEFAULT_MAX_PIXELS, ImageError, read_image
 from .video.io import VIDEO_CODECS, X264_PRESETS
-from .video.plan import plan_video_jobs, run_video_jobs, split_video_inputs
+from .video.plan import plan_video_jobs, run_video_jobs, split_video_inputs, without_video_notes
 
 PROG = "colorize-rt"
 
@@ -273,6 +273,7 @@ def cli(
     notes: list[str] = []
     video_jobs, images = _video_jobs(inputs, output, mode != "fit" or side_by_side or method == "transfer" or guided)
     found, missing = expand_inputs(images, notes) if images or not video_jobs else ([], [])
+    notes = without_video_notes(notes, video_jobs)
     try:
         jobs = plan_outputs(found, output, fmt, many=len(inputs) > 1, notes=notes) if found or not video_jobs else []
         check_outputs_writable(jobs)  # before any compute; also removes temp files of killed runs

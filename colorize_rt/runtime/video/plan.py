@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import glob
 import os
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -138,3 +139,20 @@ def run_video_jobs(
         if not quiet:
             report(result.line())
     return done, failed
+
+
+_SKIPPED_RE = re.compile(r"^.*: skipped (\d+) other files? \(([^()]*)\)$")
+
+
+def without_video_notes(notes: list[str], jobs: list[VideoJob]) -> list[str]:
+    """The folder walk's notes minus a 'skipped N other files (...)' line that only names this run's videos
+    (the image walker does not know they are colorized by the video path)."""
+    srcs = {str(job.src) for job in jobs}
+    kept = []
+    for note in notes:
+        m = _SKIPPED_RE.match(note)
+        names = m and m[2].split(", ")
+        if m and int(m[1]) == len(names) and set(names) <= srcs:
+            continue
+        kept.append(note)
+    return kept
