@@ -322,3 +322,13 @@ def test_start_and_duration_preview_begins_at_zero(colorizer, clips, tmp_path):
     audio = audio_packets(res.dst)
     assert audio and min(t for _, t in audio) >= 0 and max(t for _, t in audio) < Fraction(2, 5)
     assert {p for p, _ in audio} <= {p for p, _ in audio_packets(src)}  # the same packets, copied
+
+
+def test_bad_corrupt_middle_colours_up_to_damage(clips, tmp_path, capsys):
+    data = bytearray(clips["vfr_opus"].read_bytes())
+    n = len(data)
+    data[n // 3 : n // 3 + n // 4] = bytes(n // 4)  # a quarter of the file zeroed in the middle
+    src = _bad(tmp_path, "hole.mkv", bytes(data))
+    _one_error(*_cli([str(src), "--keep-partial"], capsys), "hole.mkv", "damaged")
+    kept = read_timestamps(tmp_path / "hole_color.mp4")
+    assert 0 < len(kept) < 12 and kept == read_timestamps(clips["vfr_opus"])[: len(kept)]
