@@ -157,7 +157,9 @@ def test_broken_link_and_loop_by_name_are_named_as_such(messy_folder, tiny_onnx)
 
 
 # -- multi-frame files by name -----------------------------------------------------------------------
-def test_animated_gif_and_multipage_tiff_are_refused_by_name(tmp_path, tiny_onnx):
+def test_animated_gif_is_a_video_and_multipage_tiff_is_refused_by_name(tmp_path, tiny_onnx):
+    """An animated GIF is not a still: ``read_image`` refuses it by name, and the command colorizes it as a clip
+    (runtime.video); a multi-page TIFF is refused by name and nothing is written for it."""
     gif = _animated_gif(tmp_path / "anim.gif", 4)
     tif = _multipage_tiff(tmp_path / "pages.tif")
     with pytest.raises(ImageError, match=r"is an animated GIF \(4 frames\); only single still images"):
@@ -166,8 +168,13 @@ def test_animated_gif_and_multipage_tiff_are_refused_by_name(tmp_path, tiny_onnx
         image_header(tif.read_bytes())
     proc = run_cli(str(gif), str(tif), "-o", str(tmp_path / "out"), "--model", str(tiny_onnx))
     assert proc.returncode == 1
-    assert "anim.gif: is an animated GIF (4 frames)" in proc.stderr and "pages.tif: is a multi-page TIFF (2 pages)" in proc.stderr
-    assert not list((tmp_path / "out").glob("*"))
+    assert "pages.tif: is a multi-page TIFF (2 pages)" in proc.stderr
+    written = sorted(p.name for p in (tmp_path / "out").glob("*"))
+    assert written == ["anim_color.mp4"], written
+    import av
+
+    with av.open(str(tmp_path / "out" / "anim_color.mp4")) as clip:
+        assert sum(1 for _ in clip.decode(video=0)) == 4
     _no_traceback(proc)
 
 
