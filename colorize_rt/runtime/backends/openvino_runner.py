@@ -50,6 +50,11 @@ STATIC_AFTER = 2  # a size's second call compiles a static model for it
 STATIC_KEEP = 4  # static models kept (least recently used dropped)
 STATIC_MAX_PIXELS = 2 * 256 * 256  # fit mode's photos; a static model holds its own buffers (see the module doc)
 _ON_REQUEST = ("logits",)  # optional outputs returned only when asked for (runners.LOGITS_OUTPUT)
+# The first inference in a process, sync or async, runs alone: OpenVINO's Python binding initialises statics on
+# it with the GIL released, and a second thread reaching the same guard holding the GIL deadlocked a folder run
+# (lanes calling infer at once; seen as every thread in futex wait, one in __cxa_guard_acquire).
+_FIRST_USE_LOCK = threading.Lock()
+_FIRST_USE_DONE: set[str] = set()
 
 
 def openvino_cache_folder() -> Path:
@@ -211,8 +216,16 @@ class OpenVinoRunner(Runner):
         L = feed["L"]
         parts = self.optimal_requests() if self.purpose == "throughput" else 1
         parts = min(parts, L.shape[0])
-        if parts <= 1:
-            return self._run(feed, names)
+        kind = "sync" if parts <= 1 else "async"
+        if kind not in _FIRST_USE_DONE:
+            with _FIRST_USE_LOCK:
+                out = self._run(feed, names) if parts <= 1 else self._run_split(feed, names, parts)
+                _FIRST_USE_DONE.add(kind)
+                return out
+        return self._run(feed, names) if parts <= 1 else self._run_split(feed, names, parts)
+
+    def _run_split(self, feed: dict[str, np.ndarray], names: list[str], parts: int) -> dict[str, np.ndarray]:
+        L = feed["L"]
         # throughput: split the batch over the streams, one request each, run at once
         bounds = np.linspace(0, L.shape[0], parts + 1).astype(int)
         jobs = []
