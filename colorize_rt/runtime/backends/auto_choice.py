@@ -270,8 +270,7 @@ def time_candidates(
     median (``DROP_FIRST_RATIO`` after a single run) is no longer timed (it stays open: the fastest median of
     all wins). Rounds (one run of each remaining candidate, interleaved) go on until one remains, each has
     ``rounds`` timings, or the budget is spent; then the best two are kept and given at least ``MIN_FINAL_RUNS``
-    timings each. OpenVINO runners are timed on their dynamic-shape model (``static_enabled`` off: no static
-    recompile during the measurement). A runner that raises while run is ``failed to run``. The fastest timed
+    timings each. A runner that raises while run is ``failed to run``. The fastest timed
     candidate is kept open; every other runner is deactivated.
 
     Args:
@@ -306,8 +305,6 @@ def time_candidates(
             finally:
                 open_s += time.perf_counter() - t
                 longest_open = max(longest_open, time.perf_counter() - t)
-            if hasattr(out[label].runner, "static_enabled"):
-                out[label].runner.static_enabled = False
             out[label].status = "timed"
             racing[label] = out[label]
             _run_once(racing, label, feed, timed=False)
@@ -326,8 +323,6 @@ def time_candidates(
     # the fastest of every timed candidate, dropped ones included (kept open until now for that)
     fastest = min((t for t in out.values() if t.status == "timed" and t.times), key=CandidateTiming.median_ms, default=None)
     _close_all(t for t in out.values() if t is not fastest)
-    if fastest is not None and hasattr(fastest.runner, "static_enabled"):
-        fastest.runner.static_enabled = True
     return out, open_s, time.perf_counter() - t0 - open_s
 
 

@@ -10,17 +10,15 @@ has it.
 * **Hints.** ``purpose="latency"`` (single photos): one stream using every thread. ``purpose="throughput"``
   (folders, batches): OpenVINO's throughput hint (several streams); a batch is split over that many infer
   requests run at once, and concurrent ``infer`` calls each take their own request.
-* **Any input size: dynamic shapes first, a static reshape for sizes that repeat.** Measured on this project's
-  default model (Xeon with AVX-512/AMX, 2 shared cores, OpenVINO 2026.4, benchmarks in the report of issue 26):
-  a model reshaped to the exact input size runs 10-20 % faster than the dynamic-shape model (256²: 12 vs 13-19 ms
-  INT8, 33 vs 41 ms fp32; 512²: 44 vs 55 ms INT8, 160 vs 171-187 ms fp32), but compiling it costs 130-500 ms
-  (60-90 ms from the compiled-model cache), 10-40 runs' worth. So the dynamic model, compiled once, runs the
-  first call at any size; a size seen ``STATIC_AFTER`` times (a folder of same-size photos, a benchmark) gets
-  its own static compile, ``STATIC_KEEP`` of them at a time, up to ``STATIC_MAX_PIXELS`` input pixels
-  (``static_enabled = False`` turns this off: ``auto_choice`` times the dynamic model, compiling nothing). A static
-  model keeps buffers for its whole shape: with static models for the tiled mode's 4 x 512² batches a 2000²
-  tiled run peaked at 1342 MB against 883 MB dynamic-only (ONNX Runtime: 878 MB), so larger inputs (tiles,
-  big fit sizes) keep the dynamic model, whose buffers follow the input.
+* **Any input size: one dynamic-shape model.** Measured on this project's default model (Xeon with AVX-512/AMX,
+  2 shared cores, OpenVINO 2026.4): a model reshaped to the exact input size runs 10-20 % faster than the
+  dynamic-shape model (256²: 12 vs 13-19 ms INT8, 33 vs 41 ms fp32; 512²: 44 vs 55 ms INT8), but compiling it
+  costs 130-500 ms (60-90 ms from the compiled-model cache), 10-40 runs' worth, a folder of mixed aspect ratios
+  pays it per shape, and a static model's output differs from the dynamic one's in the last bits, which moved
+  8-bit pixels: the same photo twice in one process gave different bytes (a cached result then failed to match
+  its recomputation). So every size runs on the dynamic model, compiled once: the same input always gives the
+  same output, and the first call compiles nothing per size. A static model also keeps buffers for its whole
+  shape (a 2000² tiled run peaked at 1342 MB with static tile models against 883 MB dynamic-only).
 * **Compiled-model cache.** OpenVINO's ``CACHE_DIR`` under ``<cache root>/openvino/ov<version>-cpu<flags>``
   (keyed like ``ort_cache``: OpenVINO's own blob names hash the model and its compile options; the folder name
   adds the library version and the CPU's flags). ``COLORIZE_RT_ORT_CACHE`` governs it too: ``0`` and ``read``
@@ -32,7 +30,6 @@ from __future__ import annotations
 import hashlib
 import queue
 import threading
-from collections import OrderedDict
 from pathlib import Path
 
 import numpy as np
@@ -46,9 +43,6 @@ from .runners import Runner
 
 PURPOSES = ("latency", "throughput")
 OV_PRECISIONS = {"f32": "f32", "fp32": "f32", "bf16": "bf16"}
-STATIC_AFTER = 2  # a size's second call compiles a static model for it
-STATIC_KEEP = 4  # static models kept (least recently used dropped)
-STATIC_MAX_PIXELS = 2 * 256 * 256  # fit mode's photos; a static model holds its own buffers (see the module doc)
 _ON_REQUEST = ("logits",)  # optional outputs returned only when asked for (runners.LOGITS_OUTPUT)
 # The first inference in a process, sync or async, runs alone: OpenVINO's Python binding initialises statics on
 # it with the GIL released, and a second thread reaching the same guard holding the GIL deadlocked a folder run
@@ -87,11 +81,7 @@ class OpenVinoRunner(Runner):
         self.name = f"openvino-{self.precision}"
         self.providers = {"precision": self.precision, "purpose": purpose}  # what the self-check cache keys on
         self._core = None
-        self._model = None  # the read model, reshaped copies come from it
         self._dynamic = None
-        self._static: OrderedDict[tuple, object] = OrderedDict()
-        self._seen: dict[tuple, int] = {}
-        self.static_enabled = True  # False: every size runs on the dynamic model (auto's measurement times that)
         self._pools: dict[int, queue.SimpleQueue] = {}
         self._lock = threading.Lock()
         self._inputs: dict[str, int] = {}  # input name -> rank
@@ -128,9 +118,7 @@ class OpenVinoRunner(Runner):
         self._outputs = [p.get_any_name() for p in self._dynamic.outputs]
 
     def deactivate_impl(self) -> None:
-        self._dynamic = self._model = self._core = None
-        self._static.clear()
-        self._seen.clear()
+        self._dynamic = self._core = None
         self._pools.clear()
 
     def accepts(self, name: str) -> bool:
@@ -153,35 +141,6 @@ class OpenVinoRunner(Runner):
     def optimal_requests(self) -> int:
         """Returns: how many infer requests OpenVINO suggests running at once (1 under the latency hint)."""
         return int(self._dynamic.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS")) if self._dynamic is not None else 1
-
-    # -- shapes -----------------------------------------------------------------------------------------
-    def _compiled_for(self, shape: tuple):
-        """The compiled model to run ``L`` of ``shape`` on: a static one when the size repeats."""
-        with self._lock:
-            if not self.static_enabled:
-                return self._dynamic
-            if shape in self._static:
-                self._static.move_to_end(shape)
-                return self._static[shape]
-            if int(np.prod(shape)) > STATIC_MAX_PIXELS:
-                return self._dynamic
-            self._seen[shape] = self._seen.get(shape, 0) + 1
-            if self._seen[shape] < STATIC_AFTER:
-                return self._dynamic
-            if self._model is None:
-                self._model = self._core.read_model(str(self.model_path))
-            model = self._model.clone()
-            model.reshape({"L": list(shape)})
-            compiled = self._core.compile_model(model, "CPU", self.config())
-            self._static[shape] = compiled
-            if len(self._static) > STATIC_KEEP:
-                _, dropped = self._static.popitem(last=False)
-                self._pools.pop(id(dropped), None)
-            return compiled
-
-    def static_shapes(self) -> list[tuple]:
-        """Returns: the input shapes that have a static compiled model now (least recently used first)."""
-        return list(self._static)
 
     def _request(self, compiled):
         pool = self._pools.setdefault(id(compiled), queue.SimpleQueue())
@@ -234,7 +193,7 @@ class OpenVinoRunner(Runner):
             for name, value in feed.items():  # other batched inputs (hints) follow L's split
                 if name not in ("L", "temperature") and value.ndim and value.shape[0] == L.shape[0]:
                     part[name] = value[lo:hi]
-            compiled = self._compiled_for(part["L"].shape)
+            compiled = self._dynamic
             request = self._request(compiled)
             request.start_async(part)
             jobs.append((compiled, request))
@@ -246,7 +205,7 @@ class OpenVinoRunner(Runner):
         return {n: np.concatenate([r[n] for r in results]) for n in names}
 
     def _run(self, feed: dict[str, np.ndarray], names: list[str]) -> dict[str, np.ndarray]:
-        compiled = self._compiled_for(feed["L"].shape)
+        compiled = self._dynamic
         request = self._request(compiled)
         try:
             request.infer(feed)
