@@ -267,7 +267,9 @@ def test_auto_skips_the_tensorrt_ep_for_cpu_only_int8(monkeypatch):
     real_make = backends.make_runner
     monkeypatch.setattr(backends, "available_backends", lambda: {"cpu": True, "cuda": True, "ort-trt": True, "tensorrt": False})
     monkeypatch.setattr(
-        backends, "make_runner", lambda b, m, t, s, *rest: real_make(b, m, t, s, *rest) if b in backends.CPU_BACKENDS else Refuses(b)
+        backends,
+        "make_runner",
+        lambda b, m, t, s, *rest: real_make(b, m, t, s, *rest) if b in backends.CPU_BACKENDS else Refuses(b),
     )
     runner, used = backends.open_runner(int8, "auto", warn=lambda msg: None)
     runner.deactivate()

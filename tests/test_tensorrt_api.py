@@ -31,7 +31,11 @@ from tests.wheels import fetch
 ROOT = Path(__file__).resolve().parents[1]
 TRT_SOURCES = [
     ROOT / p
-    for p in ("colorize_rt/export/tensorrt_engine.py", "colorize_rt/runtime/backends/tensorrt_runner.py", "benchmarks/gpu_check.py")
+    for p in (
+        "colorize_rt/export/tensorrt_engine.py",
+        "colorize_rt/runtime/backends/tensorrt_runner.py",
+        "benchmarks/gpu_check.py",
+    )
 ]
 BINDINGS = ["10.0.1", "10.13.0.35", "11.4.0.106"]
 FOREIGN = ("3.11", ("manylinux_2_17_x86_64", "manylinux_2_28_x86_64"))  # only read, never imported

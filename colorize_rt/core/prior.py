@@ -57,7 +57,8 @@ def rebalance_weights(p: np.ndarray, lam: float = LAMBDA_REBAL, sigma: float = S
     return (w / (p_s * w).sum()).astype(np.float32)
 
 
-PALETTE_UNIFORM = 0.02  # share of the uniform distribution mixed into a palette's target histogram (docs/hints.md: 0.1 gave 0.9 dB less)
+# share of the uniform distribution mixed into a palette's target histogram (docs/hints.md: 0.1 gave 0.9 dB less)
+PALETTE_UNIFORM = 0.02
 
 
 def palette_target(counts: np.ndarray, uniform: float = PALETTE_UNIFORM) -> np.ndarray:
