@@ -8,29 +8,19 @@ from __future__ import annotations
 import statistics
 import time
 
-import cv2
 import numpy as np
 
 from ..core.cpu import cpu_model
-from ..core.files import list_images
 from ..runtime.api import Colorizer
 from ..runtime.guidance.spec import make_hint, palette_from_colors
 from ..runtime.pipeline.images import DecodedImage, gray3
+from .inputs import gray_photo
 
 HINT_GOAL_MS = 250.0  # issue 30: one hint update on a 1 MP photo, p50, 2 cores
 
 
 def _gray_1mp(photo_dir: str | None, width: int = 1200, height: int = 900) -> DecodedImage:
-    gray = None
-    for p in list_images(photo_dir, limit=5) if photo_dir else []:
-        gray = cv2.imread(str(p), cv2.IMREAD_GRAYSCALE)
-        if gray is not None:
-            break
-    if gray is None:
-        from skimage import data  # dev extra
-
-        gray = cv2.cvtColor(data.astronaut(), cv2.COLOR_RGB2GRAY)
-    return DecodedImage(rgb=gray3(cv2.resize(gray, (width, height), interpolation=cv2.INTER_CUBIC)), gray=True)
+    return DecodedImage(rgb=gray3(gray_photo(photo_dir, width, height)), gray=True)
 
 
 def hint_latency(model: str = "default", rounds: int = 9, threads: int = 0, photo_dir: str | None = None, log=print) -> dict:

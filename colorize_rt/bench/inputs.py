@@ -85,3 +85,27 @@ def first_photo(photo_dir: str | None) -> str | None:
         return None
     files = list_images(photo_dir, limit=1)
     return str(files[0]) if files else None
+
+
+def gray_photo(photo_dir: str | None, width: int, height: int) -> np.ndarray:
+    """A gray photo of ``width`` x ``height``: the first readable one of ``photo_dir``'s first five, resized, else
+    scikit-image's astronaut (the ``dev`` extra).
+
+    Args:
+        photo_dir: a folder of photos, or None.
+        width: output width.
+        height: output height.
+
+    Returns:
+        (height, width) uint8.
+    """
+    gray = None
+    for p in list_images(photo_dir, limit=5) if photo_dir else []:
+        gray = cv2.imread(str(p), cv2.IMREAD_GRAYSCALE)
+        if gray is not None:
+            break
+    if gray is None:
+        from skimage import data  # dev extra
+
+        gray = cv2.cvtColor(data.astronaut(), cv2.COLOR_RGB2GRAY)
+    return cv2.resize(gray, (width, height), interpolation=cv2.INTER_CUBIC)

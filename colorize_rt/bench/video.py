@@ -18,37 +18,22 @@ import tempfile
 import time
 from pathlib import Path
 
-import cv2
 import numpy as np
 
 from ..core.cpu import cpu_model
-from ..core.files import list_images
 from ..runtime.api import Colorizer
 from ..runtime.pipeline.images import DecodedImage, gray3
 from ..runtime.pipeline.modes import prepare_fit
 from ..runtime.video.io import VideoSink, describe, frame_gray, open_input, read_items
 from ..runtime.video.job import VideoOptions, colorize_video
-
-
-def _photo(photo_dir: str | None, width: int, height: int) -> np.ndarray:
-    """A gray photo twice the clip's size (the pan's canvas)."""
-    gray = None
-    for p in list_images(photo_dir, limit=5) if photo_dir else []:
-        gray = cv2.imread(str(p), cv2.IMREAD_GRAYSCALE)
-        if gray is not None:
-            break
-    if gray is None:
-        from skimage import data  # dev extra
-
-        gray = cv2.cvtColor(data.astronaut(), cv2.COLOR_RGB2GRAY)
-    return cv2.resize(gray, (2 * width, 2 * height), interpolation=cv2.INTER_CUBIC)
+from .inputs import gray_photo
 
 
 def make_pan_clip(path: Path, frames: int, width: int, height: int, photo_dir: str | None = None) -> Path:
     """Write a gray pan (2 px right, 1 px down per frame) over a photo as H.264 yuv420p at 25 fps."""
     import av
 
-    canvas = _photo(photo_dir, width, height)
+    canvas = gray_photo(photo_dir, 2 * width, 2 * height)  # the pan's canvas
     with av.open(str(path), "w") as out:
         vs = out.add_stream("libx264", rate=25)
         vs.width, vs.height, vs.pix_fmt = width, height, "yuv420p"
