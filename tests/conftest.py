@@ -10,6 +10,10 @@ TRAIN_DIR = SHARED / "data" / "colorize-train" / "train"
 VAL_DIR = SHARED / "data" / "colorize-train" / "val"
 IMAGENET_PRIOR = REFERENCE / "prior_probs_imagenet_candidate.npy"  # the paper's evaluation weights
 
+# auto measures the CPU in the calling process (runtime/backends/auto_background.py): tests that open auto see
+# the measured table, and no detached measuring process outlives a test (tests of the background set it back)
+os.environ.setdefault("COLORIZE_RT_AUTO_MEASURE", "sync")
+
 
 def needs(path: Path):
     return pytest.mark.skipif(not path.exists(), reason=f"{path} not present (shared data lives outside the repo)")

@@ -6,11 +6,14 @@ from __future__ import annotations
 import json
 
 import cv2
+import pytest
 
 from colorize_rt.bench import fullres
 
 
-def test_fullres_benchmark_measures_and_reports(tmp_path):
+@pytest.mark.timeout(600)
+def test_fullres_benchmark_measures_and_reports(tmp_path, monkeypatch):
+    monkeypatch.setenv("COLORIZE_RT_CACHE", str(tmp_path / "cache"))
     res = fullres.measure_fullres(n=2, size=(640, 480), repeats=1, grain=3.0, log=lambda m: None)
     assert res["status"] == "ok" and res["images"] == 2 and res["size"] == [640, 480]
     (r,) = res["rounds"]
@@ -18,9 +21,14 @@ def test_fullres_benchmark_measures_and_reports(tmp_path):
     assert r["floor_cpu_s"] > 0 and r["colorize_cpu_s"] > 0 and r["small_photo_s"] > 0
     assert res["folder_mp_per_s"] == res["megapixels_total"] / res["median"]["colorize_s"]
     assert set(res["stages_ms_per_image"]["cpu_ms"]) == {"decode", "network_input", "network", "recombine", "encode"}
+    # the first call ran on a provisional runner; auto's measurement followed in the background, and was waited for
+    assert r["first_call_s"] > 0 and r["background_measure_s"] > 0 and r["table_setup_s"] > 0
+    assert r["ref_colorize_s"] > 0 and r["ref_first_call_s"] > 0 and r["auto_vs_ref"] == r["colorize_s"] / r["ref_colorize_s"]
+    assert res["auto_table"]["chosen"] and res["auto_table"]["tries"] >= 1
     json.dumps(res)  # JSON-able, as make bench stores it
     text = "\n".join(fullres.fullres_markdown(res))
     assert "codec floor" in text and "MP/s" in text and "start-up" in text and "recombine" in text
+    assert "in a detached low-priority process" in text and "ONNX Runtime fp32 (`--backend cpu`)" in text
 
 
 def test_benchmark_photos_look_like_camera_files(tmp_path):

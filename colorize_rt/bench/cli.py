@@ -344,6 +344,12 @@ def cli(quick, out, models, sizes, batches, backends, budget_min, threads, photo
 
 
 def main(argv: list[str] | None = None) -> None:
+    import os
+
+    from ..runtime.backends.auto_background import AUTO_MEASURE_ENV
+
+    # the benchmarks time auto's measured choice, never its provisional runner (runtime/backends/auto_background.py)
+    os.environ.setdefault(AUTO_MEASURE_ENV, "sync")
     try:
         cli.main(args=argv, prog_name="colorize-bench", standalone_mode=False)
     except click.UsageError as exc:

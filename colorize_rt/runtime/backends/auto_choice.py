@@ -16,7 +16,18 @@ one is opened only while the budget left covers the longest opening so far (else
 ``DROP_RATIO`` x the best. The choice is the fastest timed
 median, whatever the CPU. ``CpuChoice.open_s`` and ``timing_s`` split the time spent; ``--info`` shows both.
 
-``COLORIZE_RT_AUTO_CACHE``: ``0`` measures at every start; ``read`` uses a saved table but writes none (also
+**No job waits for the measurement.** With no saved table, the job runs on a provisional runner (the first
+candidate, in the registry's fixed order, that passes its self-check: ONNX Runtime fp32 of the model asked for)
+and the measurement runs in a detached low-priority process after it (``auto_background``); the next start opens
+the winner. ``ProvisionalChoice`` is what ``--info`` shows meanwhile.
+
+**A measurement taken under load is measured again.** ``cpu_load.LoadMeter`` compares the machine's busy CPU
+(``/proc/stat``) with this process's own CPU time over the measurement; where other processes took more than
+``cpu_load.LOADED_SHARE`` of the CPU the table is ``loaded``, and a later start measures again (in the
+background), ``MAX_TRIES`` measurements in all, keeping the least loaded.
+
+``COLORIZE_RT_AUTO_CACHE``: ``0`` measures at every start, in the calling process (nothing is saved for a
+background process to hand over); ``read`` uses a saved table but writes none and starts no measurement (also
 when ``COLORIZE_RT_SELFCHECK_CACHE=read``, which ``--info`` sets).
 """
 
@@ -36,6 +47,7 @@ from ... import __version__
 from ...core.atomic import atomic_write_text
 from ...core.cpu import cpu_flags, cpu_model
 from ...core.paths import cache_dir
+from .cpu_load import LoadMeter
 from .runners import Runner
 
 AUTO_CACHE_ENV = "COLORIZE_RT_AUTO_CACHE"
@@ -47,7 +59,9 @@ DROP_FIRST_RATIO = 2.0  # the same after a single timed run (one run is noisy on
 MIN_FINAL_RUNS = 2  # timings the final two get even when the budget is spent
 NOT_TIMED_BUDGET = "not timed: budget"
 MEASURE_SIDE = 256  # fit mode's default network size
-CHOICE_FORMAT = 2  # 2: one budget for opening and timing, successive halving
+CHOICE_FORMAT = 3  # 2: one budget for opening and timing, successive halving; 3: load recorded, background
+MAX_TRIES = 3  # measurements of one key while each is loaded; then the least loaded is kept
+new_load_meter = LoadMeter  # a seam: tests give it a fake /proc/stat reader
 
 
 @dataclass
@@ -77,24 +91,84 @@ class CpuChoice:
     timing_s: float = 0.0  # warm-up and timed runs (the budget covers open_s + timing_s)
     budget_s: float = field(default_factory=lambda: MEASURE_BUDGET_S)  # read when made (tests change it)
     cached: bool = False
+    others_share: float | None = None  # share of the machine's CPU other processes took meanwhile (None: unknown)
+    loaded: bool = False  # others_share over cpu_load.LOADED_SHARE: measured again on a later start
+    tries: int = 1  # measurements of this key so far (MAX_TRIES at most while loaded)
+    measured_at: float = 0.0  # unix time
+    where: str = "this process"  # "background" where a detached process measured it
+    purpose: str = ""  # latency | throughput
 
     def winner(self) -> CandidateRow:
         """Returns: the chosen row."""
         return next(r for r in self.rows if r.label == self.chosen)
 
+    @property
+    def setup_s(self) -> float:
+        """Returns: the one-time set-up the measurement cost: opening (compiles, optimised graphs, self-checks) and timing."""
+        return self.open_s + self.timing_s
+
+    def needs_retry(self) -> bool:
+        """Returns: whether a later start measures again (loaded, and fewer than ``MAX_TRIES`` measurements)."""
+        return self.loaded and self.tries < MAX_TRIES
+
+    def load_text(self) -> str:
+        """Returns: the load during the measurement, in words."""
+        if self.others_share is None:
+            return "load unknown"
+        text = f"other processes took {self.others_share:.0%} of the CPU"
+        if self.loaded:
+            text += (
+                f"; loaded: measured again on a later start (try {self.tries} of {MAX_TRIES})"
+                if self.needs_retry()
+                else f"; loaded, the least loaded of {self.tries} tries"
+            )
+        return text
+
     def lines(self) -> list[str]:
         """Returns: the table as text lines for ``--info``, fastest first."""
         timed = sorted((r for r in self.rows if r.ms is not None), key=lambda r: r.ms)
         best = timed[0].ms if timed else None
-        spent = f"{self.open_s + self.timing_s:.2f} s of a {self.budget_s:g} s budget"
-        head = f"{spent}, recalled from the cache" if self.cached else f"measured in {spent}"
+        spent = f"{self.setup_s:.2f} s of a {self.budget_s:g} s budget"
+        when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(self.measured_at)) if self.measured_at else "?"
+        head = f"measured table ({when}, in {self.where}, {self.load_text()}), one-time set-up {spent}"
+        head += ", recalled from the cache" if self.cached else ""
         head += f" ({self.open_s:.2f} s opening and checking, {self.timing_s:.2f} s running)"
-        out = [f"auto on this CPU ({self.cpu}): {MEASURE_SIDE}x{MEASURE_SIDE} batch 1, median of each candidate, {head}"]
+        out = [f"auto on this CPU ({self.cpu}): {MEASURE_SIDE}x{MEASURE_SIDE} batch 1, median of each candidate; {head}"]
         for r in timed + [r for r in self.rows if r.ms is None]:
             mark = "*" if r.label == self.chosen else " "
             speed = f"{r.ms:8.1f} ms  {best / r.ms:5.2f}x" if r.ms is not None else f"{'-':>8}     {'':5} "
             out.append(f" {mark} {r.label:36s} {speed}  {r.status}{': ' + r.note if r.note else ''}")
         return out
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class ProvisionalChoice:
+    """What ``auto`` runs on before a table exists: the first candidate that passed its self-check."""
+
+    key: str
+    runner: str  # the provisional runner's label
+    state: str  # measuring | failed | not started
+    since: float = 0.0  # unix time the background measurement started
+    error: str = ""  # the last failed measurement's one line
+    log: str = ""  # the measuring process's log file
+    cpu: str = ""
+    provisional: bool = True
+
+    def lines(self) -> list[str]:
+        """Returns: one line for ``--info``."""
+        head = f"auto on this CPU ({self.cpu}): provisional: {self.runner}; "
+        if self.state == "measuring":
+            when = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(self.since))
+            tail = f"measuring in the background since {when}"
+            tail += f" (an earlier try failed: {self.error})" if self.error else ""
+        elif self.state == "failed":
+            tail = f"measurement failed: {self.error or 'the measuring process ended without a table'}"
+        else:
+            tail = "not measured yet: the next colorize-rt run measures in the background"
+        return [head + tail + (f" (log: {self.log})" if self.log and self.state != "not started" else "")]
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -144,7 +218,8 @@ def auto_cache_mode() -> str:
     return "on"
 
 
-def _choice_path(key: str) -> Path:
+def choice_path(key: str) -> Path:
+    """Returns: where the table of ``key`` is saved (``<cache root>/auto-choice/<key>.json``)."""
     return cache_dir(CHOICE_KIND) / f"{key}.json"
 
 
@@ -157,7 +232,7 @@ def load_choice(key: str) -> CpuChoice | None:
     if auto_cache_mode() == "off":
         return None
     try:
-        d = json.loads(_choice_path(key).read_text())
+        d = json.loads(choice_path(key).read_text())
         rows = [CandidateRow(**r) for r in d.pop("rows")]
         d.pop("cached", None)
         choice = CpuChoice(rows=rows, cached=True, **d)
@@ -176,7 +251,7 @@ def save_choice(choice: CpuChoice) -> None:
     if auto_cache_mode() != "on":
         return
     try:
-        path = _choice_path(choice.key)
+        path = choice_path(choice.key)
         path.parent.mkdir(parents=True, exist_ok=True)
         atomic_write_text(path, json.dumps(choice.to_dict() | {"cached": False}, indent=1))
     except OSError:

@@ -12,17 +12,22 @@ it fails with one actionable line (``BackendError``). ``--backend openvino`` on 
 from __future__ import annotations
 
 import sys
+import time
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 from ...core.cpu import cpu_model, native_bf16
 from ...core.lazy import GPU_INSTALL, MissingDependency, available
 from ...core.paths import cache_dir
+from . import auto_background, auto_choice
 from .auto_choice import (
     MEASURE_SIDE,
     CandidateRefused,
     CandidateRow,
     CpuChoice,
+    ProvisionalChoice,
+    auto_cache_mode,
     choice_key,
     library_versions,
     load_choice,
@@ -339,6 +344,12 @@ def open_cpu_auto(
 ) -> tuple[Runner, str, Verdict]:
     """The fastest CPU runner that passes its self-check, measured once per (models, CPU, versions) and recalled.
 
+    With a saved table its winner opens (and a ``loaded`` table is measured again, ``auto_choice.MAX_TRIES`` in
+    all). Without one, the job never waits for the measurement: a provisional runner opens
+    (``_open_provisional``) and the measurement starts in a detached low-priority process
+    (``auto_background``), except where it must run here: ``COLORIZE_RT_AUTO_MEASURE=sync``, or
+    ``COLORIZE_RT_AUTO_CACHE=0`` (nothing to hand over). ``--info`` (cache ``read``) starts nothing.
+
     Args:
         model_path: the model asked for.
         variants: other files of the same model that may run instead (its INT8 variant).
@@ -349,35 +360,143 @@ def open_cpu_auto(
         verdicts: collects every check's ``Verdict``.
 
     Returns:
-        (activated runner, its backend name, its verdict); ``runner.auto_choice`` is the ``CpuChoice``.
+        (activated runner, its backend name, its verdict); ``runner.auto_choice`` is the ``CpuChoice`` (or the
+        ``ProvisionalChoice`` while none is measured).
 
     Raises:
         SelfCheckError: no candidate passes (the asked-for model's first failure).
-        BackendError: the asked-for model cannot be opened by any CPU runtime.
+        BackendError: the asked-for model cannot be opened by any CPU runtime, or a bad ``COLORIZE_RT_AUTO_MEASURE``.
     """
     warn = warn or (lambda msg: print(msg, file=sys.stderr))
-    models = [model_path] + [v for v in variants if v.is_file() and v.resolve() != model_path.resolve()]
+    models = _auto_models(model_path, variants)
     candidates = _cpu_candidates(models, warn)
+    key = _key(models, threads, purpose)
     try:
-        key = choice_key([model_sha256(m) for m in models], threads, purpose)
-    except OSError as exc:
-        raise BackendError(f"cannot read {model_path}: {_one_line(exc)}") from None
+        mode = auto_background.measure_mode()
+    except ValueError as exc:
+        raise BackendError(str(exc)) from None
+    cache = auto_cache_mode()
+    here = mode == "sync" or cache == "off"
+    request = {"key": key, "model": str(model_path), "variants": [str(m) for m in models[1:]]}
+    request |= {"threads": threads, "max_side": max_side, "purpose": purpose}
     choice = load_choice(key)
     if choice is not None:
-        row = choice.winner()
-        match = [c for c in candidates if _label(*c) == row.label]
-        if match:
-            backend, model, precision = match[0]
-            try:
-                runner = _activate_cpu(backend, model, threads, max_side, purpose, precision)
-            except BackendError:
-                runner = None
-            if runner is not None:
-                verdict = _verify(runner, model, _verdict_backend(runner, backend), verdicts)
-                if verdict.status != "fail":
-                    runner.auto_choice = choice
-                    return runner, backend, verdict
-    return _measure_cpu(key, candidates, threads, max_side, purpose, verdicts)
+        if here and cache == "on" and choice.needs_retry():
+            return _measure_cpu(key, candidates, threads, max_side, purpose, verdicts, previous=choice)
+        opened = _open_winner(choice, candidates, threads, max_side, purpose, verdicts)
+        if opened is not None:
+            if cache == "on" and choice.needs_retry():
+                auto_background.start_background(key, request)
+            return opened
+    if here:
+        return _measure_cpu(key, candidates, threads, max_side, purpose, verdicts)
+    return _open_provisional(key, candidates, threads, max_side, purpose, verdicts, request, start=cache == "on")
+
+
+def measure_cpu_choice(
+    model_path: Path, variants: list[Path], threads: int = 0, max_side: int = 1024, purpose: str = "latency"
+) -> CpuChoice:
+    """Measure the CPU candidates now and save the table (what the background process runs).
+
+    A table already saved for the key counts as the previous try: the least loaded of the two is kept.
+
+    Args:
+        model_path: the model asked for.
+        variants: other files of the same model.
+        threads: CPU threads (0: all).
+        max_side: largest input side.
+        purpose: ``latency`` or ``throughput``.
+
+    Returns:
+        The table saved (``where="background"`` when run in the background process).
+    """
+    models = _auto_models(model_path, variants)
+    candidates = _cpu_candidates(models, lambda msg: None)
+    key = _key(models, threads, purpose)
+    runner, _, _ = _measure_cpu(key, candidates, threads, max_side, purpose, None, previous=load_choice(key), where="background")
+    runner.deactivate()
+    return runner.auto_choice
+
+
+def _auto_models(model_path: Path, variants: list[Path]) -> list[Path]:
+    return [model_path] + [v for v in variants if v.is_file() and v.resolve() != model_path.resolve()]
+
+
+def _key(models: list[Path], threads: int, purpose: str) -> str:
+    try:
+        return choice_key([model_sha256(m) for m in models], threads, purpose)
+    except OSError as exc:
+        raise BackendError(f"cannot read {models[0]}: {_one_line(exc)}") from None
+
+
+def _open_winner(
+    choice: CpuChoice, candidates: list, threads: int, max_side: int, purpose: str, verdicts: list | None
+) -> tuple[Runner, str, Verdict] | None:
+    """Open a saved table's winner; None where it is not a candidate any more, fails to open or fails its check."""
+    row = choice.winner()
+    match = [c for c in candidates if _label(*c) == row.label]
+    if not match:
+        return None
+    backend, model, precision = match[0]
+    try:
+        runner = _activate_cpu(backend, model, threads, max_side, purpose, precision)
+    except BackendError:
+        return None
+    verdict = _verify(runner, model, _verdict_backend(runner, backend), verdicts)
+    if verdict.status == "fail":
+        return None
+    runner.auto_choice = choice
+    return runner, backend, verdict
+
+
+def _open_provisional(
+    key: str,
+    candidates: list,
+    threads: int,
+    max_side: int,
+    purpose: str,
+    verdicts: list | None,
+    request: dict,
+    start: bool,
+) -> tuple[Runner, str, Verdict]:
+    """The first candidate, in the fixed order of ``_open_cost`` (ONNX Runtime fp32 of the model asked for first),
+    that opens and passes its self-check; never one that failed it. Starts the background measurement when
+    ``start``; ``runner.auto_choice`` is a ``ProvisionalChoice``."""
+    asked = candidates[0][1]
+    failures: list = []
+    for backend, model, precision in sorted(candidates, key=_open_cost):
+        try:
+            runner = _activate_cpu(backend, model, threads, max_side, purpose, precision)
+        except (BackendError, MissingDependency) as exc:
+            if backend == "cpu" and model == asked and isinstance(exc, BackendError):
+                raise  # ONNX Runtime cannot read the asked-for model: not a model
+            failures.append(exc if isinstance(exc, BackendError) else None)
+            continue
+        verdict = _verify(runner, model, _verdict_backend(runner, backend), verdicts)
+        if verdict.status == "fail":
+            failures.append(verdict)
+            continue
+        label = _label(backend, model, precision)
+        runner.auto_choice = _provisional_status(key, label, request if start else None)
+        return runner, backend, verdict
+    first_failure = next((f for f in failures if isinstance(f, Verdict)), None)
+    if first_failure is not None:
+        raise SelfCheckError(first_failure)
+    raise next((f for f in failures if isinstance(f, BackendError)), None) or BackendError("no CPU runtime could open the model")
+
+
+def _provisional_status(key: str, label: str, request: dict | None) -> ProvisionalChoice:
+    """Start the background measurement (``request`` given) and say where it stands."""
+    started = auto_background.start_background(key, request) if request is not None else ""
+    state = auto_background.MeasureState.load(key)
+    if started in ("started", "running") or (request is None and auto_background.measuring(key)):
+        status = "measuring"
+    elif state.attempts >= auto_background.MAX_ATTEMPTS:
+        status = "failed"
+    else:
+        status = "not started"
+    log = auto_background.log_path(key)
+    return ProvisionalChoice(key, label, status, state.started, state.last_error, str(log) if log.is_file() else "", cpu_model())
 
 
 def _verdict_backend(runner: Runner, backend: str) -> str:
@@ -385,7 +504,14 @@ def _verdict_backend(runner: Runner, backend: str) -> str:
 
 
 def _measure_cpu(
-    key: str, candidates: list, threads: int, max_side: int, purpose: str, verdicts: list | None
+    key: str,
+    candidates: list,
+    threads: int,
+    max_side: int,
+    purpose: str,
+    verdicts: list | None,
+    previous: CpuChoice | None = None,
+    where: str = "this process",
 ) -> tuple[Runner, str, Verdict]:
     rows: list[CandidateRow] = []
     live: dict[str, tuple[str, Verdict]] = {}
@@ -415,7 +541,9 @@ def _measure_cpu(
         label = _label(backend, model, precision)
         rows.append(CandidateRow(label, backend, model.name, precision if backend == "openvino" else ""))
         openers[label] = opener(backend, model, precision, label)
+    meter = auto_choice.new_load_meter().start()
     timings, open_s, run_s = time_candidates(openers)
+    load = meter.stop()
     for row in rows:
         timing = timings[row.label]
         row.status, row.note = timing.status, timing.note
@@ -431,11 +559,32 @@ def _measure_cpu(
         open_error = next((r for r in refused if isinstance(r, BackendError)), None)
         raise open_error or BackendError("no CPU runtime could open the model")
     choice = CpuChoice(key, rows, chosen, cpu_model(), library_versions(), open_s, run_s)
-    save_choice(choice)
+    choice.others_share, choice.loaded, choice.measured_at, choice.where = load.others_share, load.loaded, time.time(), where
+    choice.purpose = purpose
+    choice.tries = previous.tries + 1 if previous is not None and previous.loaded else 1
     runner = timings[chosen].runner
     backend, verdict = live[chosen]
+    kept = _least_loaded(choice, previous)
+    if kept is not choice:  # an earlier try was less loaded: its winner runs, where it still opens
+        opened = _open_winner(kept, candidates, threads, max_side, purpose, verdicts)
+        if opened is not None:
+            runner.deactivate()
+            save_choice(kept)
+            return opened
+    choice.tries = kept.tries
+    save_choice(choice)
     runner.auto_choice = choice
     return runner, backend, verdict
+
+
+def _least_loaded(choice: CpuChoice, previous: CpuChoice | None) -> CpuChoice:
+    """The table to keep: ``choice``, unless both it and an earlier loaded try are loaded and the earlier one
+    less so (then that one, with this try counted)."""
+    if previous is None or not previous.loaded or not choice.loaded:
+        return choice
+    if (previous.others_share or 0.0) <= (choice.others_share or 0.0):
+        return replace(previous, cached=False, tries=choice.tries)
+    return choice
 
 
 _OPEN_RANK = {"cpu": 0, "openvino": 1, "opencv": 2}  # ONNX Runtime opens in ms; OpenVINO compiles; OpenCV's crash check forks
