@@ -14,7 +14,8 @@ import pytest
 from colorize_rt.runtime.batch.job import run_batch_job
 from colorize_rt.runtime.batch.manifest import read_manifest
 from colorize_rt.runtime.batch.paths import BatchPathError, Place
-from colorize_rt.runtime.batch.ray_engine import plan_actors
+from colorize_rt.runtime.batch.ray_engine import BLOCKS_PER_ACTOR, plan_actors, read_blocks
+from colorize_rt.runtime.batch.worker import BatchSettings, ColorizeWorker
 from tests.batch_support import CrashOnceWorker, MotoServer, files_under, run_cli, temp_files
 from tests.conftest import VAL_DIR, needs
 
@@ -137,6 +138,27 @@ def test_default_pool_fits_two_cpus_next_to_the_reads():
     with pytest.raises(ValueError, match="do not fit"):
         plan_actors(2, 50, actors=2, cpus_per_actor=1)  # the silent hang of the issue, refused in one line
     assert plan_actors(64, 10**6).actors == 64
+
+
+def test_read_blocks_hold_a_batch_each_and_stay_bounded_per_actor():
+    one = plan_actors(2, 12, actors=1, cpus_per_actor=1)  # batches of 3
+    assert (one.batch_size, read_blocks(12, one)) == (3, 4)  # not 12 one-image read tasks
+    assert read_blocks(2, plan_actors(2, 50, actors=1, cpus_per_actor=1)) == 1
+    big = plan_actors(64, 10**6)
+    assert read_blocks(10**6, big) == BLOCKS_PER_ACTOR * 64  # bounded: reads still stream ahead of every actor
+
+
+def test_warm_up_leaves_every_output_byte_unchanged(archive, tmp_path):
+    sources = sorted(p for p in archive.rglob("*") if p.is_file())
+    outputs = []
+    for warm in (False, True):
+        settings = BatchSettings(src=Place(str(archive)), dst=Place(str(tmp_path / str(warm))), run_id="t", warm_up=warm)
+        worker = ColorizeWorker(settings)
+        try:
+            outputs.append([worker.encode(p.read_bytes(), ".png") for p in sources])
+        finally:
+            worker.colorizer.close()
+    assert len(outputs[1]) == 12 and outputs[0] == outputs[1]
 
 
 def test_ray_default_on_two_cpus_matches_local_bytes(ray_local, archive, local_out, tmp_path):

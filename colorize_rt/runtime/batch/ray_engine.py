@@ -20,8 +20,14 @@ from .paths import Place
 from .worker import MANIFEST_FIELDS, BatchSettings, ColorizeWorker, actor_threads
 
 READ_TASK_CPUS = 0.1  # reads are I/O: a tenth of a CPU each, so they never wait for the actors' CPUs
-# Read blocks per actor: enough that reads stream ahead of every actor and a lost block is cheap to redo.
+# Read blocks per actor at most: enough that reads stream ahead of every actor and a lost block is cheap to
+# redo. Each block holds at least one batch (read_blocks).
 BLOCKS_PER_ACTOR = 32
+# Read tasks running at once, per actor. One read task fills a block far faster than an actor colourises it,
+# so one per actor keeps every actor fed. Unbounded, Ray Data sizes the reads by the free CPUs over 0.1 CPU:
+# up to ten at once next to one actor on 2 CPUs, each in a new worker process, whose start-ups (about a
+# CPU-second each) and per-task costs took the actor's CPU during its first images (issue 27).
+READS_PER_ACTOR = 1
 MIN_ACTOR_CPUS = 0.25  # the least an actor may hold (limits.CPUS_PER_ACTOR)
 RAY_HINT = "pip install 'colorize-rt[cluster]'"
 
@@ -89,6 +95,20 @@ def plan_actors(
     if batch_size is None:
         batch_size = max(1, min(16, n_images // (4 * actors) or 1))
     return ActorPlan(actors, cpa, float(gpus_per_actor or 0.0), batch_size)
+
+
+def read_blocks(n_images: int, plan: ActorPlan) -> int:
+    """How many blocks (read tasks) to read ``n_images`` sources in: one batch per block or more, and at
+    most ``BLOCKS_PER_ACTOR`` per actor (a block smaller than a batch only adds a read task per batch).
+
+    Args:
+        n_images: the sources to read.
+        plan: the actor pool (its actors and batch size).
+
+    Returns:
+        A number of blocks, at least 1.
+    """
+    return max(1, min(math.ceil(n_images / plan.batch_size), BLOCKS_PER_ACTOR * plan.actors))
 
 
 def node_cpus() -> list[float]:
@@ -170,7 +190,8 @@ def ray_rows(
         include_paths=True,
         filesystem=_read_filesystem(settings.src),
         num_cpus=READ_TASK_CPUS,
-        override_num_blocks=max(1, min(len(paths), BLOCKS_PER_ACTOR * plan.actors)),
+        override_num_blocks=read_blocks(len(paths), plan),
+        concurrency=READS_PER_ACTOR * plan.actors,
     )
     gpus = {"num_gpus": plan.gpus_per_actor} if plan.gpus_per_actor else {}
     ds = ds.map_batches(

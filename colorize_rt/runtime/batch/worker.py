@@ -12,6 +12,9 @@ import sys
 import time
 from dataclasses import dataclass, field
 
+import cv2
+import numpy as np
+
 from ...core.hashing import file_sha256
 from ..api import Colorizer
 from ..pipeline.images import DEFAULT_MAX_PIXELS, ImageError, encode_bgr, read_image, to_bgr_for_write
@@ -46,6 +49,7 @@ class BatchSettings:
     max_pixels: int = DEFAULT_MAX_PIXELS
     threads: int = 0
     purpose: str = "throughput"  # the backends' performance hint (OpenVINO): many images, not one fast
+    warm_up: bool = True  # run the pipeline on synthetic images before the first source (ColorizeWorker.warm_up)
     extra: dict = field(default_factory=dict)
 
     @property
@@ -115,6 +119,35 @@ class ColorizeWorker:
         )
         self.model_sha256 = file_sha256(self.colorizer.model_path)
         self._src_root = settings.src.root.replace("\\", "/").rstrip("/") + "/"
+        if settings.warm_up:
+            self.warm_up()
+
+    def warm_up(self) -> None:
+        """Pay a new worker's one-time costs before its first source, as part of its start-up.
+
+        A fresh process pays them on its first image: the network's first call at each new input shape
+        (OpenVINO prepares a dynamic-shape model per shape, about 0.1 s each), the 8-bit recombine's table
+        (loaded from the cache folder), the codecs' first use. A Ray actor is always a fresh process, so
+        without this its first images run 2-5 times slower than the rest and the start-up leaks into the
+        job's work. Synthetic gray images go through ``encode``, the same path as the sources: in fit mode
+        a 4:3 landscape and a 4:3 portrait (the network shapes of most camera photos), in tiled mode one
+        full tile. Nothing is written; the outputs of later images do not change (tests compare bytes).
+        A failure here is left to the first source, which reports it as its row.
+        """
+        s = self.settings
+        if s.mode == "fit":
+            shapes = [(300, 400), (400, 300)]  # (h, w): 4:3 landscape and portrait
+        else:
+            side = min(4096, round(s.tile / s.scale))  # one tile at the scale the tiles are cut from
+            shapes = [(side, side)]
+        for h, w in shapes:
+            ramp = np.linspace(16, 240, w, dtype=np.float32)[None, :] + np.linspace(0, 15, h, dtype=np.float32)[:, None]
+            ok, png = cv2.imencode(".png", ramp.astype(np.uint8))
+            try:
+                if ok:
+                    self.encode(png.tobytes(), ".jpg")
+            except Exception:  # noqa: BLE001 - a warm-up only; the first source meets the same error and reports it
+                return
 
     def encode(self, data: bytes, ext: str) -> bytes:
         """Colourise one encoded image and encode the result as ``ext``, exactly as ``colorize-rt`` does.
