@@ -347,6 +347,7 @@ def _no_openvino(monkeypatch):
         return real(name, *args)
 
     monkeypatch.setattr(lazy.importlib, "import_module", fake)
+    monkeypatch.setattr(registry, "openvino_installed", lambda: False)  # found without importing it
 
 
 def test_missing_openvino_is_one_line_and_auto_falls_back(monkeypatch):

@@ -80,6 +80,14 @@ def openvino_version() -> str | None:
         return None
 
 
+def openvino_installed() -> bool:
+    """Returns: whether OpenVINO is installed, found without importing it (its import costs 0.1-0.4 s of every
+    start that then runs ONNX Runtime; a seam for tests)."""
+    import importlib.util
+
+    return "openvino" in sys.modules or importlib.util.find_spec("openvino") is not None
+
+
 def native_tensorrt_available() -> bool:
     return available("tensorrt") and (available("cuda.bindings") or available("cuda.cudart"))
 
@@ -91,7 +99,7 @@ def available_backends() -> dict[str, bool]:
         "cuda": _PROVIDER["cuda"] in providers,
         "ort-trt": _PROVIDER["ort-trt"] in providers,
         "tensorrt": native_tensorrt_available(),
-        "openvino": available("openvino"),
+        "openvino": openvino_installed(),
         "opencv": available("cv2"),
     }
 
@@ -304,7 +312,7 @@ def open_runner(
 def _cpu_candidates(models: list[Path], warn: Callable[[str], None]) -> list[tuple[str, Path, str]]:
     """(backend, model, OpenVINO precision) for every CPU runner auto may time, the asked-for model first."""
     names = list(CPU_BACKENDS)
-    if not available("openvino"):
+    if not openvino_installed():
         warn(f"colorize-rt: note: {OPENVINO_MISSING}; auto uses ONNX Runtime and OpenCV dnn")
         names.remove("openvino")
     if not available("cv2"):
@@ -369,7 +377,6 @@ def open_cpu_auto(
     """
     warn = warn or (lambda msg: print(msg, file=sys.stderr))
     models = _auto_models(model_path, variants)
-    candidates = _cpu_candidates(models, warn)
     key = _key(models, threads, purpose)
     try:
         mode = auto_background.measure_mode()
@@ -382,12 +389,13 @@ def open_cpu_auto(
     choice = load_choice(key)
     if choice is not None:
         if here and cache == "on" and choice.needs_retry():
-            return _measure_cpu(key, candidates, threads, max_side, purpose, verdicts, previous=choice)
-        opened = _open_winner(choice, candidates, threads, max_side, purpose, verdicts)
+            return _measure_cpu(key, _cpu_candidates(models, warn), threads, max_side, purpose, verdicts, previous=choice)
+        opened = _open_winner(choice, models, threads, max_side, purpose, verdicts)
         if opened is not None:
             if cache == "on" and choice.needs_retry():
                 auto_background.start_background(key, request)
             return opened
+    candidates = _cpu_candidates(models, warn)  # reads the models' metadata: only where no saved winner opened
     if here:
         return _measure_cpu(key, candidates, threads, max_side, purpose, verdicts)
     return _open_provisional(key, candidates, threads, max_side, purpose, verdicts, request, start=cache == "on")
@@ -429,15 +437,27 @@ def _key(models: list[Path], threads: int, purpose: str) -> str:
         raise BackendError(f"cannot read {models[0]}: {_one_line(exc)}") from None
 
 
+_RUNTIME_MODULE = {"cpu": "onnxruntime", "openvino": "openvino", "opencv": "cv2"}
+
+
 def _open_winner(
-    choice: CpuChoice, candidates: list, threads: int, max_side: int, purpose: str, verdicts: list | None
+    choice: CpuChoice, models: list[Path], threads: int, max_side: int, purpose: str, verdicts: list | None
 ) -> tuple[Runner, str, Verdict] | None:
-    """Open a saved table's winner; None where it is not a candidate any more, fails to open or fails its check."""
+    """Open a saved table's winner; None where it is not a candidate any more (its model or runtime gone), fails
+    to open or fails its check. Found from the row itself: listing every candidate reads each model's metadata
+    (70 ms of CPU at every start on the 2-core Xeon)."""
+    import importlib.util
+
     row = choice.winner()
-    match = [c for c in candidates if _label(*c) == row.label]
-    if not match:
+    model = next((m for m in models if m.name == row.model), None)
+    backend, precision = row.backend, row.precision or "f32"
+    runtime = _RUNTIME_MODULE.get(backend)
+    if model is None or runtime is None or _label(backend, model, precision) != row.label:
         return None
-    backend, model, precision = match[0]
+    if runtime not in sys.modules and importlib.util.find_spec(runtime) is None:
+        return None
+    if backend == "openvino" and not openvino_installed():
+        return None
     try:
         runner = _activate_cpu(backend, model, threads, max_side, purpose, precision)
     except BackendError:
@@ -566,7 +586,7 @@ def _measure_cpu(
     backend, verdict = live[chosen]
     kept = _least_loaded(choice, previous)
     if kept is not choice:  # an earlier try was less loaded: its winner runs, where it still opens
-        opened = _open_winner(kept, candidates, threads, max_side, purpose, verdicts)
+        opened = _open_winner(kept, [c[1] for c in candidates], threads, max_side, purpose, verdicts)
         if opened is not None:
             runner.deactivate()
             save_choice(kept)
