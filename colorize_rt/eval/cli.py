@@ -70,13 +70,14 @@ from .scoring import evaluate, format_table
     help="point hints and palette instead (eval.hint_sweep): siggraph17's sweep of N hints, the oracle and a wrong "
     "reference palette, with Levin et al. 2004 as the baseline; the first --model (default: the shipped default)",
 )
+@click.option("--two-pass", is_flag=True, help="with --video: also score the two-pass (forward + backward) stabiliser")
 @click.option("--json", "json_out", type=click.Path(dir_okay=False, path_type=Path), help="write results as JSON")
-def cli(models, data, videos, temperature, limit, prior_path, resamples, group_by, hint_sweep, json_out):
+def cli(models, data, videos, temperature, limit, prior_path, resamples, group_by, hint_sweep, two_pass, json_out):
     """Score models with the paper's metrics (raw / rebalanced AuC, PSNR) against the gray baseline."""
     if json_out:
         _check_json_out(json_out, [*models, *videos, *([prior_path] if prior_path else [])])
     if videos or data is None:
-        return _score_videos(videos, models, temperature, limit, json_out)
+        return _score_videos(videos, models, temperature, limit, json_out, two_pass)
     files = list_images(data, limit or None)
     if not files:
         raise _UsageError(f"no images under {data}")
@@ -127,7 +128,7 @@ def _hint_sweep(files, models, temperature, json_out) -> None:
         atomic_write_text(json_out, json.dumps(result, indent=2, default=str))
 
 
-def _score_videos(videos, models, temperature, limit, json_out) -> None:
+def _score_videos(videos, models, temperature, limit, json_out, two_pass=False) -> None:
     """``--video``: one table per clip (the first --model, or the shipped default)."""
     from ..runtime.api import Colorizer, ModelError
     from ..runtime.video.io import VideoError
@@ -143,7 +144,7 @@ def _score_videos(videos, models, temperature, limit, json_out) -> None:
     with colorizer:
         for clip in videos:
             try:
-                results.append(score_video(clip, colorizer, temperature=temperature, max_frames=limit))
+                results.append(score_video(clip, colorizer, temperature=temperature, max_frames=limit, two_pass=two_pass))
             except VideoError as exc:
                 raise click.ClickException(str(exc)) from None
             click.echo(format_video_table(results[-1]))

@@ -1,7 +1,10 @@
 """Video metrics (``colorize-eval --video``): temporal consistency and quality of colorized clips.
 
 A colour clip is turned gray (its L*), colorized once by the network, and the same network output is
-scored twice, per frame and stabilised (``runtime.video.stabilize``), beside the colour source itself:
+scored per frame and stabilised (``runtime.video.stabilize``; optionally also two-pass,
+``runtime.video.twopass``), beside the colour source itself and the gray input (``LUMA_FLOOR``: an output
+that keeps the input's luma and has perfectly steady chroma, ab = 0, so its E_warp RGB and CDC are the part
+of those metrics that no luma-keeping colorizer can remove):
 
 * E_warp (Lai et al. 2018): mean over frame pairs of ``sum M ||V_t - warp(V_{t+1})||^2 / sum M``, with the
   flow computed on the *input* (gray) frames by Farneback's method (the stabiliser uses DIS, so the metric
@@ -30,8 +33,9 @@ from ..core.metrics import AucAccumulator, psnr
 from ..runtime.pipeline.images import DecodedImage, gray3
 from ..runtime.pipeline.modes import fit_shape, prepare_fit
 from ..runtime.video.io import describe, frame_gray, open_input, read_items
-from ..runtime.video.job import recombine_frame
+from ..runtime.video.job import VideoOptions, look_ahead_inputs, recombine_frame
 from ..runtime.video.stabilize import StabilizerSettings, TemporalStabilizer
+from ..runtime.video.twopass import TwoPassColour
 
 METRIC_SIDE = 480
 AUC_SIDE = 256
@@ -39,6 +43,7 @@ CDC_STEPS = (1, 2, 4)
 MIN_VISIBLE = 0.5  # frame pairs with less of the picture passing the occlusion test are cuts: not in E_warp ...
 MAX_SOURCE_DL = 10.0  # ... nor pairs whose source L* differs by more than this (mean, visible pixels) after warping
 SOURCE = "source"
+LUMA_FLOOR = "gray input"
 
 
 def farneback_flow(a8: np.ndarray, b8: np.ndarray) -> np.ndarray:
@@ -179,9 +184,11 @@ def score_video(
     temperature: float | None = None,
     max_frames: int = 0,
     settings: StabilizerSettings | None = None,
+    two_pass: bool = False,
     progress: Callable[[int], None] | None = None,
 ) -> dict:
-    """Turn a colour clip gray, colorize it once, and score per-frame, stabilised and the source.
+    """Turn a colour clip gray, colorize it, and score per-frame, stabilised (and two-pass), the source and
+    the gray input (the luma floor).
 
     Args:
         path: a colour video.
@@ -190,15 +197,23 @@ def score_video(
         temperature: annealed-mean temperature (None: the model's).
         max_frames: score at most this many frames (0 = all).
         settings: the stabiliser's settings (default: the job's).
+        two_pass: also score the two-pass mode (a second decode runs the network again, one window ahead).
         progress: called with the number of frames done.
 
     Returns:
-        ``{"clip", "frames", "width", "height", "methods": VideoScorer.summary(), "seconds": {...}}``.
+        ``{"clip", "frames", "width", "height", "methods": VideoScorer.summary(), "floor": luma_floor(...),
+        "seconds": {...}}``.
     """
     path = Path(path)
-    scorer = VideoScorer(["per-frame", "stabilised"])
+    renderings = ["per-frame", "stabilised", *(["two-pass"] if two_pass else []), LUMA_FLOOR]
+    scorer = VideoScorer(renderings)
     stab = TemporalStabilizer(settings)
-    seconds = {"network": 0.0, "stabilize": 0.0}
+    seconds = {"network": 0.0, "stabilize": 0.0, "two-pass": 0.0}
+    boxes: list = []
+    two = None
+    if two_pass:
+        ahead = look_ahead_inputs(path, VideoOptions(size=size), boxes)
+        two = TwoPassColour(ahead, lambda L: colorizer.infer_fit(L, temperature), settings)
     container = open_input(path)
     try:
         info = describe(path, container)
@@ -214,8 +229,13 @@ def score_video(
             ab_st, _ = stab.step(L_small, ab)
             seconds["network"] += t1 - t0
             seconds["stabilize"] += time.perf_counter() - t1
-            outs = {}
-            for name, a in (("per-frame", ab), ("stabilised", ab_st)):
+            abs_ = {"per-frame": ab, "stabilised": ab_st}
+            if two is not None:
+                t0 = time.perf_counter()
+                abs_["two-pass"] = two.ab(scorer.frames)
+                seconds["two-pass"] += time.perf_counter() - t0
+            outs = {LUMA_FLOOR: np.repeat(gray[..., None], 3, 2)}
+            for name, a in abs_.items():
                 px, bgr = recombine_frame(gray, a)
                 outs[name] = px[..., ::-1] if bgr else px
             scorer.add(src, outs)
@@ -225,6 +245,11 @@ def score_video(
                 break
     finally:
         container.close()
+        if two is not None:
+            two.close()
+        for c in boxes:
+            c.close()
+    methods = scorer.summary()
     return {
         "clip": str(path),
         "frames": scorer.frames,
@@ -232,9 +257,35 @@ def score_video(
         "height": info.height,
         "cuts": stab.cuts,
         "pairs_left_out": scorer.cut_pairs,
-        "methods": scorer.summary(),
+        "methods": methods,
+        "floor": luma_floor(methods),
         "seconds": seconds,
     }
+
+
+def luma_floor(methods: dict) -> dict:
+    """How much of per-frame's E_warp RGB and CDC any output that keeps the input's luma can remove.
+
+    The floor is the lower of the gray input's figure (ab = 0: chroma perfectly steady) and the colour
+    source's (real, steady chroma). Both metrics are in RGB and so include the luma, which is kept. For
+    E_warp RGB (squared differences, about luma plus chroma) it is a floor in practice; for CDC it is only
+    an indication, since histogram divergence does not split into a luma and a chroma part (a coloured
+    output can score below the gray input).
+
+    Args:
+        methods: ``VideoScorer.summary()`` with ``"per-frame"``, ``SOURCE`` and ``LUMA_FLOOR``.
+
+    Returns:
+        ``{"ewarp_rgb_x1000": {...}, "cdc": {...}}``, each ``{"floor", "per_frame", "best_reduction"}``:
+        ``best_reduction`` = 1 - floor / per-frame, the largest reduction attainable with the luma kept
+        (under 0.5: a 50 % reduction is out of reach).
+    """
+    out = {}
+    for key in ("ewarp_rgb_x1000", "cdc"):
+        floor = min(methods[LUMA_FLOOR][key], methods[SOURCE][key])
+        pf = methods["per-frame"][key]
+        out[key] = {"floor": floor, "per_frame": pf, "best_reduction": 1.0 - floor / pf if pf > 0 else float("nan")}
+    return out
 
 
 def format_video_table(result: dict) -> str:
@@ -249,4 +300,12 @@ def format_video_table(result: dict) -> str:
             f"{m.get('auc_raw', float('nan')):7.2f} {m.get('auc_rebal', float('nan')):7.2f} {m['colourfulness']:7.2f}"
         )
     lines.append("Ewarp RGB: x 1000, RGB in [0, 1]; Ewarp ab: CIE ab units squared; CDC: JSD (nats), d in {1, 2, 4}")
+    floor = result.get("floor")
+    if floor:
+        rgb, cdc = floor["ewarp_rgb_x1000"], floor["cdc"]
+        lines.append(
+            f"luma floor (min of gray input and source): Ewarp RGB {rgb['floor']:.3f}, CDC {cdc['floor']:.4f}; "
+            f"the most any luma-keeping output can cut from per-frame: Ewarp RGB {100 * rgb['best_reduction']:.0f} % "
+            f"(CDC: {100 * cdc['best_reduction']:.0f} %, indicative only)"
+        )
     return "\n".join(lines)

@@ -187,6 +187,11 @@ def _short_metadata(value: str, limit: int = 160) -> str:
 @click.option("--start", type=START_SECONDS.click_type(), default=0.0, help="Video: skip this many seconds.")
 @click.option("--duration", type=START_SECONDS.click_type(), help="Video: colorize this many seconds (a preview).")
 @click.option("--no-stabilize", is_flag=True, help="Video: plain per-frame colour (no temporal stabiliser).")
+@click.option(
+    "--two-pass",
+    is_flag=True,
+    help="Video: stabilise forward and backward (steadier; reads the file twice, so not from a pipe).",
+)
 @click.option("--keep-partial", is_flag=True, help="Video: keep the frames before the damage of a damaged file.")
 @click.option("--crf", type=CRF.click_type(), default=18, show_default=True, help="Video: x264/x265 quality (0 = lossless).")
 @click.option("--preset", type=click.Choice(X264_PRESETS), default="medium", show_default=True, help="Video: encoder speed.")
@@ -220,6 +225,7 @@ def cli(
     start,
     duration,
     no_stabilize,
+    two_pass,
     keep_partial,
     crf,
     preset,
@@ -271,7 +277,8 @@ def cli(
     guided = guidance is not None
 
     notes: list[str] = []
-    video_jobs, images = _video_jobs(inputs, output, mode != "fit" or side_by_side or method == "transfer" or guided)
+    photo_only = mode != "fit" or side_by_side or method == "transfer" or guided
+    video_jobs, images = _video_jobs(inputs, output, photo_only, two_pass and no_stabilize)
     found, missing = expand_inputs(images, notes) if images or not video_jobs else ([], [])
     notes = without_video_notes(notes, video_jobs)
     try:
@@ -307,7 +314,7 @@ def cli(
         run = run_batch if not guided else _guided_runner(colorizer, guidance, temperature, size)
         summary = run(jobs, colorizer, opts, report=_say, progress=progress) if jobs or not video_jobs else Summary()
         video = {"size": size, "temperature": temperature, "stabilize": not no_stabilize, "start": start, "codec": codec}
-        video |= {"duration": duration or None, "crf": crf, "preset": preset, "keep_partial": keep_partial}
+        video |= {"duration": duration or None, "crf": crf, "preset": preset, "keep_partial": keep_partial, "two_pass": two_pass}
         summary.failed += _run_videos(video_jobs, colorizer, video | {"max_pixels": max_pixels}, progress, skip_existing, quiet)
     summary.failed += len(missing)
     if not quiet and (jobs or not video_jobs):
@@ -336,8 +343,10 @@ def _guided_runner(colorizer, guidance, temperature, size: int):
     return lambda jobs, _, opts, **run_kw: run_guided_jobs(jobs, lambda image: colorizer.colorize(image, **kw), opts, **run_kw)
 
 
-def _video_jobs(inputs, output: str | None, photo_only_options: bool):
+def _video_jobs(inputs, output: str | None, photo_only_options: bool, two_pass_unstabilized: bool = False):
     """(video jobs, the inputs left for the image pipeline); no PyAV import unless a file needs probing."""
+    if two_pass_unstabilized:
+        _usage("--two-pass is a mode of the stabiliser: drop --no-stabilize or --two-pass")
     videos, images = split_video_inputs(list(inputs), IMAGE_EXTS)
     try:
         video_jobs = plan_video_jobs(videos, output, many=len(inputs) > 1 or bool(images))

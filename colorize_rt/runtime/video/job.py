@@ -17,7 +17,7 @@ from __future__ import annotations
 import queue
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -43,6 +43,7 @@ from .io import (
     unholdable_streams,
 )
 from .stabilize import StabilizerSettings, TemporalStabilizer
+from .twopass import TwoPassColour
 
 QUEUE_BYTES = 64 * 2**20  # frames in flight per queue: about this many bytes of full-resolution pixels
 _END = "end"
@@ -56,6 +57,7 @@ class VideoOptions:
     temperature: float | None = None
     stabilize: bool = True
     stabilizer: StabilizerSettings = field(default_factory=StabilizerSettings)
+    two_pass: bool = False  # forward + backward stabiliser (decodes the clip twice; twopass.py)
     start: float = 0.0  # seconds
     duration: float | None = None  # seconds (None: to the end)
     codec: str = "h264"
@@ -83,6 +85,8 @@ class VideoOptions:
             raise ValueError(f"unknown codec '{self.codec}': use one of {', '.join(VIDEO_CODECS)}")
         if self.preset not in X264_PRESETS:
             raise ValueError(f"unknown preset '{self.preset}': use one of {', '.join(X264_PRESETS)}")
+        if self.two_pass and not self.stabilize:
+            raise ValueError("--two-pass is a mode of the stabiliser: drop --no-stabilize or --two-pass")
         return self
 
 
@@ -125,6 +129,25 @@ def recombine_frame(gray: np.ndarray, ab_small: np.ndarray) -> tuple[np.ndarray,
     return gray_table_pixels(gray, ab_up), False
 
 
+def network_input(gray: np.ndarray, size: int) -> np.ndarray:
+    """The network's L* input (h, w) float32 of one frame's 8-bit gray plane, at ``size`` on the longer side."""
+    return prepare_fit(DecodedImage(gray3(gray), gray=True), size)
+
+
+def look_ahead_inputs(src: Path, opts: VideoOptions, container_box: list) -> Iterator[np.ndarray]:
+    """The network inputs of ``src`` from a second decode (the two-pass look-ahead); its container is put in
+    ``container_box`` for the caller to close. A damaged file simply ends here (the main decode reports it)."""
+    container = open_input(src)
+    container_box.append(container)
+    info = describe(src, container)
+    try:
+        for kind, item in read_items(container, info, opts.start, opts.duration):
+            if kind == "frame":
+                yield network_input(frame_gray(item), opts.size)
+    except DamagedVideo:
+        return
+
+
 def _queue_depth(width: int, height: int) -> int:
     return int(max(1, min(8, QUEUE_BYTES // max(1, width * height * 3))))
 
@@ -163,6 +186,7 @@ class _Pipe:
 @dataclass
 class _Timer:
     seconds: dict = field(default_factory=lambda: {"decode": 0.0, "network": 0.0, "stabilize": 0.0, "encode": 0.0})
+    # two-pass: "network" is the look-ahead (second decode, network and both stabiliser passes)
 
     def add(self, key: str, t0: float) -> None:
         self.seconds[key] += time.perf_counter() - t0
@@ -181,7 +205,7 @@ def _reader(container, info, opts: VideoOptions, out: _Pipe, timer: _Timer) -> N
                     held.append(item)
                 continue
             gray = frame_gray(item)
-            L_small = prepare_fit(DecodedImage(gray3(gray), gray=True), opts.size)
+            L_small = network_input(gray, opts.size)
             timer.add("decode", t0)
             out.put(("frame", (item.pts, int(item.rotation or 0), gray, L_small)))
             if held is not None:
@@ -330,13 +354,30 @@ def colorize_video(
 
 def _run(colorizer, container, info, src, dst, fmt, opts, result, progress, total, on_frame) -> DamagedVideo | None:
     """The three stages into an atomic temp file; returns the damage kept with ``keep_partial``."""
+    stab = TemporalStabilizer(opts.stabilizer) if opts.stabilize and not opts.two_pass else None
+    ahead_box: list = []
+    two = None
+    if opts.two_pass:
+        predict = lambda L: colorizer.infer_fit(L, opts.temperature)  # noqa: E731
+        two = TwoPassColour(look_ahead_inputs(src, opts, ahead_box), predict, opts.stabilizer)
+    try:
+        return _run_stages(colorizer, container, info, src, dst, fmt, opts, result, progress, total, on_frame, stab, two)
+    finally:
+        if two is not None:
+            two.close()
+        for c in ahead_box:
+            c.close()
+
+
+def _run_stages(colorizer, container, info, src, dst, fmt, opts, result, progress, total, on_frame, stab, two):
+    """Read, colour (network + one-pass stabiliser ``stab``, or the two-pass look-ahead ``two``), write."""
     stop = threading.Event()
     depth = _queue_depth(info.width, info.height)
     decoded, encoded = _Pipe(depth, stop), _Pipe(depth, stop)
     timer = _Timer()
     state = {"written": 0, "error": None, "sink": None}
-    stab = TemporalStabilizer(opts.stabilizer) if opts.stabilize else None
     kept = None
+    index = 0
     with atomic_path(dst) as tmp:
 
         def sink_factory(rotation: int) -> VideoSink:
@@ -359,7 +400,8 @@ def _run(colorizer, container, info, src, dst, fmt, opts, result, progress, tota
                 if kind == "frame":
                     pts, rotation, gray, L_small = item
                     t0 = time.perf_counter()
-                    ab = colorizer.infer_fit(L_small, opts.temperature)
+                    ab = colorizer.infer_fit(L_small, opts.temperature) if two is None else _two_pass_ab(two, index, src)
+                    index += 1
                     timer.add("network", t0)
                     if stab is not None:
                         t0 = time.perf_counter()
@@ -392,9 +434,16 @@ def _run(colorizer, container, info, src, dst, fmt, opts, result, progress, tota
             raise VideoError(f"{src}: no frames to write")
         state["sink"].close()
         result.frames = state["written"]
-        result.cuts = stab.cuts if stab is not None else 0
+        result.cuts = stab.cuts if stab is not None else two.cuts if two is not None else 0
         result.stage_seconds = dict(timer.seconds)
     return kept
+
+
+def _two_pass_ab(two: TwoPassColour, index: int, src: Path) -> np.ndarray:
+    try:
+        return two.ab(index)
+    except IndexError:
+        raise VideoError(f"{src}: the second decode gave fewer frames than the first (two-pass)") from None
 
 
 def _close_sink(sink, flush: bool) -> None:

@@ -4,10 +4,13 @@ For each frame, DIS optical flow (OpenCV, on the network-resolution L*) maps eve
 the previous frame; the previous *stabilised* ab is warped there and blended into this frame's prediction,
 weighted by how well the warped previous L* matches this frame's L*. The gray input is the true luminance,
 so a poor match (occlusion, a new object, a flow error) is detected for free and keeps the fresh
-prediction. A frame where most of the picture no longer matches (a stricter agreement scale, ``cut_sigma``)
+prediction. Where the luma agrees, the colour may move by at most ``max_step`` ab units a frame (``/ w``
+where it agrees less), so a network that swings from frame to frame leaks through by a bounded step, not by
+a share of the swing. A frame where most of the picture no longer matches (a stricter agreement scale, ``cut_sigma``)
 is a scene cut: the state restarts and the frame's output is exactly the per-frame output.
 
-    ab_t = ab_pred + carry * w * (warp(ab_{t-1}) - ab_pred),  w = exp(-(|L_t - warp(L_{t-1})| / sigma)^2)
+    step = (1 - carry * w) * (ab_pred - warp(ab_{t-1})),  w = exp(-(|L_t - warp(L_{t-1})| / sigma)^2)
+    ab_t = warp(ab_{t-1}) + step * min(1, max_step / (w |step|))
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ class StabilizerSettings:
     sigma: float = 24.0  # L* difference (units) at which the blend's agreement has fallen to 1/e
     cut_sigma: float = 4.0  # the scene-cut test's own agreement scale (L* units), independent of the blend's
     cut_agreement: float = 0.35  # mean cut-test agreement under this: a scene cut (restart)
+    max_step: float = 1.0  # most ab units the colour moves in a frame where the luma agrees (inf: no limit)
     preset: str = "fast"  # DIS preset
 
 
@@ -79,7 +83,13 @@ class TemporalStabilizer:
                 restart = True
                 self.cuts += 1
             else:
-                out = ab_hw2 + (s.carry * agree)[..., None] * (ab_prev - ab_hw2)
+                step = (1.0 - s.carry * agree)[..., None] * (ab_hw2 - ab_prev)
+                if np.isfinite(s.max_step):  # (w |step|)^2 over max_step^2: scale those steps down
+                    lw2 = (np.square(step[..., 0]) + np.square(step[..., 1])) * np.square(agree)
+                    over = lw2 > s.max_step**2
+                    if over.any():
+                        step[over] *= (s.max_step / np.sqrt(lw2[over]))[:, None]
+                out = ab_prev + step
         if restart:
             out = ab_hw2
         self._L8, self._Lab = L8, np.dstack([L, out])
