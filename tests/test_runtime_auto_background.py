@@ -300,3 +300,44 @@ def test_the_measuring_process_holds_the_lock_until_it_exits(tmp_path, monkeypat
     assert (held, second) in ((True, "running"), (False, "started"))  # the child may already have failed
     assert state.attempts >= 1 and "gone.onnx" in state.last_error
     assert "failed:" in auto_background.log_path(key).read_text()
+
+
+# -- a short job weighs each runtime's start-up ---------------------------------------------------------------
+def _row(label: str, backend: str, model: str, ms: float, start_ms: float) -> auto_choice.CandidateRow:
+    return auto_choice.CandidateRow(label, backend, model, "f32" if backend == "openvino" else "", "timed", ms, 5, "", start_ms)
+
+
+def test_a_short_job_weighs_start_up_against_speed(monkeypatch):
+    """A saved table whose fastest network (OpenVINO INT8, 17 ms) costs 400 ms to start: six photos run on ONNX
+    Runtime fp32 (48 ms, 60 ms to start); a long or unknown job on OpenVINO."""
+    models = [MODELS["default"], MODELS["default-int8"]]
+    key = registry._key(models, 0, "throughput")
+    rows = [
+        _row("openvino-f32 default-int8.onnx", "openvino", "default-int8.onnx", 17.0, 400.0),
+        _row("onnxruntime default.onnx", "cpu", "default.onnx", 48.0, 60.0),
+        auto_choice.CandidateRow("opencv-dnn default.onnx", "opencv", "default.onnx", status="not timed: budget"),
+    ]
+    table = CpuChoice(key, rows, "openvino-f32 default-int8.onnx", others_share=0.05, measured_at=time.time())
+    expected = {n: min(rows[:2], key=lambda r: r.start_ms + n * r.ms).label for n in (1, 6, 9, 10, 100)}
+    assert expected[6] == "onnxruntime default.onnx" and expected[100] == "openvino-f32 default-int8.onnx"
+    assert all(table.winner_for(n).label == label for n, label in expected.items())
+    assert table.winner_for(None).label == table.chosen
+    auto_choice.save_choice(table)
+    monkeypatch.setenv(auto_background.AUTO_MEASURE_ENV, "sync")
+    ov_int8 = ("openvino", "default-int8.onnx")
+    for runs, backend, model in ((6, "cpu", "default.onnx"), (None, *ov_int8), (500, *ov_int8)):
+        runner, used = open_runner(MODELS["default"], "auto", variants=[MODELS["default-int8"]], purpose="throughput", runs=runs)
+        with runner:
+            assert (used, runner.model_path.name) == (backend, model) and runner.auto_choice.cached
+
+
+def test_a_measurement_records_each_timed_runtimes_start_up(monkeypatch):
+    monkeypatch.setenv(auto_background.AUTO_MEASURE_ENV, "sync")
+    monkeypatch.setattr(auto_choice, "new_load_meter", FakeMachine(others_share=0.0).meter)
+    monkeypatch.setattr(auto_choice, "MEASURE_BUDGET_S", 60.0)  # every candidate timed, whatever the load
+    runner, _ = open_runner(MODELS["default"], "auto", warn=lambda m: None)
+    runner.deactivate()
+    timed = [r for r in runner.auto_choice.rows if r.ms is not None]
+    assert len(timed) >= 2 and all(r.start_ms is not None and r.start_ms >= 0 for r in timed)
+    assert all(r.start_ms is None for r in runner.auto_choice.rows if r.ms is None)
+    assert "start" in "\n".join(runner.auto_choice.lines())

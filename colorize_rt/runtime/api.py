@@ -97,6 +97,7 @@ class Colorizer:
         max_side: int = 1024,
         warn: Callable[[str], None] | None = None,
         purpose: str = "latency",
+        runs: int | None = None,
     ):
         if method not in METHODS:
             raise ModelError(f"unknown method '{method}': use one of {', '.join(METHODS)}")
@@ -116,7 +117,7 @@ class Colorizer:
         say = warn or (lambda msg: print(msg, file=sys.stderr))
         nxt = NEXT_CANDIDATE.get(name) if name in SHIPPED else None
         variants = _auto_variants(name, backend)
-        opts = {"purpose": purpose, "variants": variants}
+        opts = {"purpose": purpose, "variants": variants, "runs": runs}  # runs: auto weighs start-up for short jobs
         try:
             self.runner, self.backend = open_runner(self.model_path, backend, threads, max_side, say, self.verdicts, **opts)
         except SelfCheckError as exc:

@@ -288,7 +288,8 @@ def cli(
         _usage(str(exc))
     try:
         purpose = "throughput" if len(jobs) > 1 else "latency"  # a folder: network calls side by side (pipeline.folder)
-        colorizer = Colorizer(model, backend, method, threads, max_side=max_side, warn=_say, purpose=purpose)
+        runs = len(jobs) if mode == "fit" and not video_jobs and not guided else None  # auto: start-up vs speed
+        colorizer = Colorizer(model, backend, method, threads, max_side=max_side, warn=_say, purpose=purpose, runs=runs)
     except (ModelError, BackendError) as exc:
         _usage(str(exc))
 

@@ -246,6 +246,7 @@ def open_runner(
     *,
     purpose: str = "latency",
     variants: list[Path] | None = None,
+    runs: int | None = None,
 ) -> tuple[Runner, str]:
     """Activate a runner for ``model_path`` on ``backend`` and run its known-answer check.
 
@@ -264,6 +265,8 @@ def open_runner(
         purpose: ``latency`` (single photos) or ``throughput`` (folders, batches): OpenVINO's hint.
         variants: other files of the same model ``auto`` may run instead on the CPU, when measured faster
             (the INT8 variant of ``default``); an explicit backend ignores them.
+        runs: network runs the job will make, where known (a command's photos): ``auto`` then weighs each CPU
+            runtime's per-process start-up against its speed (``CpuChoice.winner_for``); None: the fastest.
 
     Returns:
         (activated runner, backend actually used).
@@ -302,7 +305,7 @@ def open_runner(
             f"cannot run TensorRT engine {model_path.name} ({'; '.join(failures)}) and there is no "
             f"{cpu_model.name} next to it for the CPU fallback"
         )
-    runner, used, verdict = open_cpu_auto(cpu_model, variants or [], threads, max_side, purpose, warn, verdicts)
+    runner, used, verdict = open_cpu_auto(cpu_model, variants or [], threads, max_side, purpose, warn, verdicts, runs)
     if failures:
         warn(f"colorize-rt: warning: GPU backend unavailable ({'; '.join(failures)}); falling back to CPU")
     _note_unchecked(verdict, warn)
@@ -349,6 +352,7 @@ def open_cpu_auto(
     purpose: str = "latency",
     warn: Callable[[str], None] | None = None,
     verdicts: list | None = None,
+    runs: int | None = None,
 ) -> tuple[Runner, str, Verdict]:
     """The fastest CPU runner that passes its self-check, measured once per (models, CPU, versions) and recalled.
 
@@ -366,6 +370,7 @@ def open_cpu_auto(
         purpose: ``latency`` or ``throughput``.
         warn: where note lines go.
         verdicts: collects every check's ``Verdict``.
+        runs: network runs the job will make, where known (``CpuChoice.winner_for``); None: the fastest.
 
     Returns:
         (activated runner, its backend name, its verdict); ``runner.auto_choice`` is the ``CpuChoice`` (or the
@@ -389,15 +394,17 @@ def open_cpu_auto(
     choice = load_choice(key)
     if choice is not None:
         if here and cache == "on" and choice.needs_retry():
-            return _measure_cpu(key, _cpu_candidates(models, warn), threads, max_side, purpose, verdicts, previous=choice)
-        opened = _open_winner(choice, models, threads, max_side, purpose, verdicts)
+            opened = _measure_cpu(key, _cpu_candidates(models, warn), threads, max_side, purpose, verdicts, previous=choice)
+            return _for_job(opened, models, threads, max_side, purpose, verdicts, runs)
+        opened = _open_winner(choice, models, threads, max_side, purpose, verdicts, runs)
         if opened is not None:
             if cache == "on" and choice.needs_retry():
                 auto_background.start_background(key, request)
             return opened
     candidates = _cpu_candidates(models, warn)  # reads the models' metadata: only where no saved winner opened
     if here:
-        return _measure_cpu(key, candidates, threads, max_side, purpose, verdicts)
+        opened = _measure_cpu(key, candidates, threads, max_side, purpose, verdicts)
+        return _for_job(opened, models, threads, max_side, purpose, verdicts, runs)
     return _open_provisional(key, candidates, threads, max_side, purpose, verdicts, request, start=cache == "on")
 
 
@@ -440,15 +447,36 @@ def _key(models: list[Path], threads: int, purpose: str) -> str:
 _RUNTIME_MODULE = {"cpu": "onnxruntime", "openvino": "openvino", "opencv": "cv2"}
 
 
+def _for_job(
+    opened: tuple[Runner, str, Verdict], models: list[Path], threads: int, max_side: int, purpose: str, verdicts, runs
+) -> tuple[Runner, str, Verdict]:
+    """A measurement's fastest runner, or the one ``winner_for(runs)`` prefers for this job (where it opens)."""
+    runner = opened[0]
+    choice = runner.auto_choice
+    if runs is None or choice.winner_for(runs).label == choice.chosen:
+        return opened
+    other = _open_winner(choice, models, threads, max_side, purpose, verdicts, runs)
+    if other is None:
+        return opened
+    runner.deactivate()
+    return other
+
+
 def _open_winner(
-    choice: CpuChoice, models: list[Path], threads: int, max_side: int, purpose: str, verdicts: list | None
+    choice: CpuChoice,
+    models: list[Path],
+    threads: int,
+    max_side: int,
+    purpose: str,
+    verdicts: list | None,
+    runs: int | None = None,
 ) -> tuple[Runner, str, Verdict] | None:
-    """Open a saved table's winner; None where it is not a candidate any more (its model or runtime gone), fails
-    to open or fails its check. Found from the row itself: listing every candidate reads each model's metadata
-    (70 ms of CPU at every start on the 2-core Xeon)."""
+    """Open a saved table's winner for a job of ``runs`` (``CpuChoice.winner_for``); None where it is not a
+    candidate any more (its model or runtime gone), fails to open or fails its check. Found from the row itself:
+    listing every candidate reads each model's metadata (70 ms of CPU at every start on the 2-core Xeon)."""
     import importlib.util
 
-    row = choice.winner()
+    row = choice.winner_for(runs)
     model = next((m for m in models if m.name == row.model), None)
     backend, precision = row.backend, row.precision or "f32"
     runtime = _RUNTIME_MODULE.get(backend)
@@ -562,13 +590,10 @@ def _measure_cpu(
         rows.append(CandidateRow(label, backend, model.name, precision if backend == "openvino" else ""))
         openers[label] = opener(backend, model, precision, label)
     meter = auto_choice.new_load_meter().start()
+    import_s = _import_seconds(candidates)
     timings, open_s, run_s = time_candidates(openers)
     load = meter.stop()
-    for row in rows:
-        timing = timings[row.label]
-        row.status, row.note = timing.status, timing.note
-        if timing.status == "timed":
-            row.ms, row.runs = timing.median_ms(), len(timing.times)
+    open_s += _fill_rows(rows, timings, sorted(candidates, key=_open_cost), import_s, (threads, max_side, purpose))
     chosen = next((label for label, t in timings.items() if t.runner is not None), None)
     if chosen is None:
         first_failure = next((r for r in refused if isinstance(r, Verdict)), None)
@@ -595,6 +620,68 @@ def _measure_cpu(
     save_choice(choice)
     runner.auto_choice = choice
     return runner, backend, verdict
+
+
+def _fill_rows(rows: list[CandidateRow], timings: dict, ordered: list, import_s: dict[str, float], opts: tuple) -> float:
+    """Copy each candidate's timing into its row and measure the timed ones' start-up (``_start_ms``).
+
+    Returns: the seconds spent (imports included), counted as opening."""
+    t = time.perf_counter()
+    for (backend, model, precision), row in zip(ordered, rows, strict=True):
+        timing = timings[row.label]
+        row.status, row.note = timing.status, timing.note
+        if timing.status == "timed":
+            row.ms, row.runs = timing.median_ms(), len(timing.times)
+            row.start_ms = _start_ms(backend, model, precision, row.ms, *opts, import_s.get(backend, 0.0))
+    return time.perf_counter() - t + sum(import_s.values())
+
+
+START_SHAPE = (1, 1, 192, 256)  # fit mode's network input for a 4:3 photo: a size no runner has seen yet
+
+
+def _import_seconds(candidates: list) -> dict[str, float]:
+    """Import each candidate runtime not yet imported, timed (OpenVINO: 0.1-0.4 s; ONNX Runtime and OpenCV are
+    imported by every start anyway). Returns: backend -> seconds."""
+    out = {}
+    if any(c[0] == "openvino" for c in candidates) and "openvino" not in sys.modules:
+        from .openvino_runner import import_openvino
+
+        t = time.perf_counter()
+        try:
+            import_openvino()
+        except MissingDependency:
+            return out
+        out["openvino"] = time.perf_counter() - t
+    return out
+
+
+def _start_ms(
+    backend: str, model: Path, precision: str, ms: float, threads: int, max_side: int, purpose: str, import_s: float
+) -> float | None:
+    """What a new process pays once before its first photo on this candidate, caches warm: its import, opening
+    (compiled model / optimised graph from the cache, the self-check recalled) and its first run at a new input
+    size beyond a normal run. Returns: milliseconds, or None where it no longer opens."""
+    import numpy as np
+
+    from ...core.constants import DEFAULT_T
+
+    t = time.perf_counter()
+    try:
+        runner = _activate_cpu(backend, model, threads, max_side, purpose, precision)
+    except (BackendError, MissingDependency):
+        return None
+    try:
+        if _verify(runner, model, _verdict_backend(runner, backend), None).status == "fail":
+            return None
+        feed = {"L": np.full(START_SHAPE, 50.0, np.float32), "temperature": np.array(DEFAULT_T, np.float32)}
+        runner.infer(feed)
+        first_s = time.perf_counter() - t
+    except Exception:  # noqa: BLE001 - a runner that cannot run this size is judged by its timing alone
+        return None
+    finally:
+        runner.deactivate()
+    scale = START_SHAPE[2] * START_SHAPE[3] / MEASURE_SIDE**2
+    return max(0.0, (import_s + first_s) * 1e3 - ms * scale)
 
 
 def _least_loaded(choice: CpuChoice, previous: CpuChoice | None) -> CpuChoice:
