@@ -59,7 +59,7 @@ DROP_FIRST_RATIO = 2.0  # the same after a single timed run (one run is noisy on
 MIN_FINAL_RUNS = 2  # timings the final two get even when the budget is spent
 NOT_TIMED_BUDGET = "not timed: budget"
 MEASURE_SIDE = 256  # fit mode's default network size
-CHOICE_FORMAT = 3  # 2: one budget for opening and timing, successive halving; 3: load recorded, background
+CHOICE_FORMAT = 4  # 2: one budget, successive halving; 3: load recorded, background; 4: start-up per row
 MAX_TRIES = 3  # measurements of one key while each is loaded; then the least loaded is kept
 new_load_meter = LoadMeter  # a seam: tests give it a fake /proc/stat reader
 
