@@ -61,7 +61,7 @@ _LOCAL_JOB = """
 import json, sys, time
 from colorize_rt.runtime.batch.job import run_batch_job
 s = run_batch_job(sys.argv[1], sys.argv[2], engine="local", cpus_per_actor=float(sys.argv[3]), progress=False,
-                  report=lambda m: None)
+                  report=lambda m: None, model=sys.argv[4], backend=sys.argv[5])
 print(json.dumps({"seconds": s.seconds, "startup": s.startup_seconds, "done": s.done, "failed": s.failed,
                   "line": s.line(), "ms": [r["ms"] for r in s.rows], "end": time.time(),
                   "first": min(r["started"] for r in s.rows if r["started"])}))
@@ -132,13 +132,13 @@ class _JobCpu:
         return max(0.0, at(t1) - at(t0))
 
 
-def _one_job(src: Path, out_root: Path, label: str, engine: str, actors, cpus) -> dict:
+def _one_job(src: Path, out_root: Path, label: str, engine: str, actors, cpus, pick: tuple[str, str]) -> dict:
     from ..runtime.batch.job import run_batch_job
 
     dst = out_root / f"{label.replace(' ', '_').replace(',', '')}-{time.monotonic_ns()}"
     with _JobCpu() as cpu:
         if engine == "local":
-            cmd = [sys.executable, "-c", _LOCAL_JOB, str(src), str(dst), str(cpus)]
+            cmd = [sys.executable, "-c", _LOCAL_JOB, str(src), str(dst), str(cpus), *pick]
             t0 = time.perf_counter()
             proc = subprocess.run(cmd, capture_output=True, text=True, check=True, timeout=1800)
             wall = time.perf_counter() - t0  # the process's start and exit included (start-up)
@@ -147,7 +147,14 @@ def _one_job(src: Path, out_root: Path, label: str, engine: str, actors, cpus) -
             ms, plan, first, end = res["ms"], "", res["first"], res["end"]
         else:
             t0 = time.perf_counter()
-            kw = {"actors": actors, "cpus_per_actor": cpus, "progress": False, "report": _quiet}
+            kw = {
+                "actors": actors,
+                "cpus_per_actor": cpus,
+                "model": pick[0],
+                "backend": pick[1],
+                "progress": False,
+                "report": _quiet,
+            }
             s = run_batch_job(str(src), str(dst), engine=engine, **kw)
             wall, end = time.perf_counter() - t0, time.time()
             seconds, startup, done, failed, line = s.seconds, s.startup_seconds, s.done, s.failed, s.line()
@@ -156,6 +163,7 @@ def _one_job(src: Path, out_root: Path, label: str, engine: str, actors, cpus) -
         raise RuntimeError(f"{label}: {line}")
     startup += wall - seconds
     row = {"seconds": wall - startup, "startup_s": startup, "images": done, "plan": plan, "ms": ms, "cpu_s": cpu.seconds}
+    row["runner"] = f"{pick[1]}, {Path(pick[0]).stem}"
     return {**row, "cpu_work_s": cpu.between(first, end)}
 
 
@@ -186,7 +194,9 @@ def measure_batch_engines(
         "load": [...]}``.
     """
     from ..core.cpu import cpu_flags, cpu_model
+    from ..runtime.batch.job import resolve_auto
     from ..runtime.batch.ray_engine import import_ray
+    from ..runtime.batch.worker import actor_threads
     from .archive_photos import make_archive
     from .fullres import make_photos
     from .inputs import default_photo_dir
@@ -215,7 +225,9 @@ def measure_batch_engines(
         out["ray_startup_s"] = time.perf_counter() - t0
         try:
             # Ray Data's first job in a session starts its own helper actors: paid once per session, not per job
-            first = _one_job(tmp / "first", tmp / "out", "first", "ray", None, None)
+            # auto's pick, once per thread count, so both engines of a pair run the same runner in every round
+            picks = {t: resolve_auto("default", "auto", float(t), "fit", 256, 512, _quiet) for t in (1, 2)}
+            first = _one_job(tmp / "first", tmp / "out", "first", "ray", None, None, picks[1])
             out["ray_first_job_s"] = first["startup_s"] + first["seconds"]
             labels = [label for label, *_ in CONFIGS]
             times = {name: {label: [] for label in labels} for name in sets}
@@ -228,7 +240,7 @@ def measure_batch_engines(
                 order = CONFIGS if r % 2 == 0 else CONFIGS[::-1]
                 for name in sets:
                     for label, engine, actors, cpus in order:
-                        res = _one_job(paths[name], tmp / "out", label, engine, actors, cpus)
+                        res = _one_job(paths[name], tmp / "out", label, engine, actors, cpus, picks[actor_threads(cpus or 1.0)])
                         times[name][label].append(res["seconds"])
                         starts[name][label].append(res["startup_s"])
                         cpu_s[name][label].append(res["cpu_s"])
@@ -279,16 +291,18 @@ def batch_engines_markdown(res: dict | None) -> list[str]:
         "## colorize-rt batch engines (issue 27)",
         "",
         f"CPU: {res['cpu']} ({vnni} AVX-512 VNNI), {res.get('cores', '?')} cores; medians of {res['rounds']} interleaved rounds.",
-        "Start-up: from the call to the first image's start (listing, auto's backend pick, the actors' start, model load",
+        "Start-up: from the call to the first image's start (listing, the actors' start, model load",
         "and warm-up); work: from there to the job's return (every image, write and the manifest). Once, apart: Ray's",
         f"`ray.init` {res['ray_startup_s']:.1f} s{first}.{load_line}",
         "",
-        "| set | configuration | pool | start-up s | work s | images/s | worker ms/image | CPU ms/image (work) | CPU s (job) |",
-        "|---|---|---|---:|---:|---:|---:|---:|---:|",
+        "| set | configuration | pool | runner (auto's pick) | start-up s | work s | images/s | worker ms/image "
+        "| CPU ms/image (work) | CPU s (job) |",
+        "|---|---|---|---|---:|---:|---:|---:|---:|---:|",
     ]
     for name, rows in res["sets"].items():
         for label, r in rows.items():
-            cells = [name, label, r["plan"] or "-", f"{r['startup_s']:.2f}", f"{r['seconds']:.2f}", f"{r['images_per_s']:.2f}"]
+            cells = [name, label, r["plan"] or "-", r.get("runner", "-")]
+            cells += [f"{r['startup_s']:.2f}", f"{r['seconds']:.2f}", f"{r['images_per_s']:.2f}"]
             cells.append(f"{r['ms_per_image']:.0f}")
             cells += [f"{r['cpu_work_ms_per_image']:.0f}", f"{r['cpu_s']:.1f}"] if "cpu_s" in r else ["-", "-"]
             lines.append("| " + " | ".join(cells) + " |")
