@@ -24,7 +24,7 @@ def test_fullres_benchmark_measures_and_reports(tmp_path, monkeypatch):
     # the first call ran on a provisional runner; auto's measurement followed in the background, and was waited for
     assert r["first_call_s"] > 0 and r["background_measure_s"] > 0 and r["table_setup_s"] > 0
     assert r["ref_colorize_s"] > 0 and r["ref_first_call_s"] > 0 and r["auto_vs_ref"] == r["colorize_s"] / r["ref_colorize_s"]
-    assert res["auto_table"]["chosen"] and res["auto_table"]["tries"] >= 1
+    assert res["auto_table"]["chosen"] and res["auto_table"]["ran"] and res["auto_table"]["tries"] >= 1
     json.dumps(res)  # JSON-able, as make bench stores it
     text = "\n".join(fullres.fullres_markdown(res))
     assert "codec floor" in text and "MP/s" in text and "start-up" in text and "recombine" in text

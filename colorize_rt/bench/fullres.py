@@ -137,29 +137,29 @@ def cli_seconds(args: list[str], timeout: float = 600, env: dict[str, str] | Non
     return seconds, cpu
 
 
-def _settle_auto_table(args: list[str], log=print) -> dict:
+def _settle_auto_table(args: list[str], purpose: str = "throughput", log=print, runs: int | None = None) -> dict:
     """Run ``colorize-rt ARGS`` until ``auto``'s table for it is settled (measured in that process, measured again
-    while loaded, ``MAX_TRIES`` at most); returns the table (its JSON), or {} where none was made."""
-    from ..core.paths import cache_dir
+    while loaded, ``MAX_TRIES`` at most); returns the table of the shipped default (+ its INT8 variant, all threads,
+    ``purpose``) as JSON, with ``ran``: the runner it opens for a job of ``runs`` photos; or {} where none was made."""
     from ..runtime.backends.auto_background import AUTO_MEASURE_ENV
-    from ..runtime.backends.auto_choice import CHOICE_KIND, MAX_TRIES
+    from ..runtime.backends.auto_choice import MAX_TRIES, choice_key, choice_path, load_choice
+    from ..runtime.backends.selfcheck import model_sha256
+    from ..runtime.backends.shipped_models import SHIPPED, assets_dir
 
-    folder = cache_dir(CHOICE_KIND)
-    t0 = time.time()
     for _ in range(MAX_TRIES + 1):
         cli_seconds(args, env={AUTO_MEASURE_ENV: "sync"})
-    tables = []
-    for p in folder.glob("*.json") if folder.is_dir() else []:
-        if not p.name.endswith(".state.json") and p.stat().st_mtime >= t0 - 3600:
-            try:
-                tables.append(json.loads(p.read_text()))
-            except ValueError:
-                pass
-    tables = [t for t in tables if t.get("purpose") == "throughput"] or tables
-    table = max(tables, key=lambda t: t.get("measured_at", 0), default={})
-    if table:
-        share = table.get("others_share") or 0.0
-        log(f"[fullres] auto's table: {table['chosen']} (others took {share:.0%} of the CPU, tries {table.get('tries')})")
+    key = choice_key([model_sha256(assets_dir() / SHIPPED[name]) for name in ("default", "default-int8")], 0, purpose)
+    try:
+        table = json.loads(choice_path(key).read_text())
+    except (OSError, ValueError):
+        return {}
+    choice = load_choice(key)
+    table["ran"] = choice.winner_for(runs).label if choice is not None else table["chosen"]
+    share = table.get("others_share") or 0.0
+    log(
+        f"[fullres] auto's table: fastest {table['chosen']}, for this job {table['ran']} "
+        f"(others took {share:.0%} of the CPU, tries {table.get('tries')})"
+    )
     return table
 
 
@@ -239,8 +239,8 @@ def measure_fullres(
         mp = n * size[0] * size[1] / 1e6
         rounds = []
         call = [*map(str, files), "-o", str(tmp / "out")]
-        table = _settle_auto_table(call, log)  # also warms the caches: optimised graphs, compiled models, page cache
-        _settle_auto_table([str(small), "-o", str(tmp / "small_color.jpg")], log=lambda m: None)  # one photo: latency
+        table = _settle_auto_table(call, log=log, runs=n)  # also warms the caches: optimised graphs, compiled models, page cache
+        _settle_auto_table([str(small), "-o", str(tmp / "small_color.jpg")], "latency", log=lambda m: None)
         cli_seconds([*call, *REFERENCE_ARGS])
         read_only = {AUTO_CACHE_ENV: "read"}  # the settled table, never measured again inside a timed call
         for r in range(repeats):
@@ -301,7 +301,7 @@ def measure_fullres(
         "first_call_ratio_median": med["first_call_ratio"],
         "target_first_call_ratio": 3.0,
         "setup_s_median": med["setup_s"],
-        "auto_table": {k: table.get(k) for k in ("chosen", "others_share", "loaded", "tries", "open_s", "timing_s")},
+        "auto_table": {k: table.get(k) for k in ("chosen", "ran", "others_share", "loaded", "tries", "open_s", "timing_s")},
         "reference": "--backend cpu (ONNX Runtime fp32)",
         "ref_ratio_median": med["ref_ratio"],
         "ref_first_call_ratio_median": med["ref_first_call_ratio"],
@@ -350,7 +350,8 @@ def fullres_markdown(res: dict | None) -> list[str]:
             f"| ONNX Runtime fp32: first call after install / codec floor | {res['ref_first_call_ratio_median']:.2f}x "
             f"({m['ref_first_call_s']:.2f} s) | |",
             f"| `auto` / ONNX Runtime fp32, warm (median of per-round ratios) | {res['auto_vs_ref_median']:.2f}x | |",
-            f"| `auto`'s table for this call (settled before the rounds) | {t.get('chosen')}, other processes took "
+            f"| `auto`'s table for this call (settled before the rounds) | ran {t.get('ran')} (fastest network: "
+            f"{t.get('chosen')}), other processes took "
             f"{(t.get('others_share') or 0):.0%} of the CPU, {t.get('tries')} tr{'y' if t.get('tries') == 1 else 'ies'} | |",
         ]
     lines += [

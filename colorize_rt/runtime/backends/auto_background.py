@@ -1,8 +1,8 @@
 """``auto``'s measurement in a detached low-priority process, so that no job waits for it.
 
 With no saved table for a key, ``backends.registry`` runs the job on a provisional runner and calls
-``start_background``: a child process (``python -m colorize_rt.runtime.backends.auto_background``) in its own
-session, at ``os.nice(NICE)``, with stdin closed and stdout/stderr appended to ``<key>.log`` under
+``start_background``: a child process (``python -c _BOOTSTRAP``, which lowers its priority by ``NICE`` before any
+heavy import, then runs ``main``) in its own session, with stdin closed and stdout/stderr appended to ``<key>.log`` under
 ``<cache root>/auto-choice/``. It waits for its turn (``wait_for_turn``: the parent has exited, or the machine's
 CPU has been idle for ``IDLE_FOR_S``, or ``WAIT_MAX_S`` has passed), measures with the usual budget
 (``registry.measure_cpu_choice``) and saves the table atomically; the next start opens the winner.
@@ -160,7 +160,7 @@ def start_background(key: str, request: dict) -> str:
         except BlockingIOError:
             return "running"
         MeasureState(state.attempts + 1, time.time(), state.last_error).save(key)
-        args = [sys.executable, "-m", __name__, "--lock-fd", str(fd), "--parent", str(os.getpid()), json.dumps(request)]
+        args = [sys.executable, "-c", _BOOTSTRAP, "--lock-fd", str(fd), "--parent", str(os.getpid()), json.dumps(request)]
         with open(log_path(key), "a") as log:
             log.write(f"--- {time.strftime('%Y-%m-%d %H:%M:%S')} started by pid {os.getpid()}\n")
             log.flush()
@@ -178,6 +178,16 @@ def start_background(key: str, request: dict) -> str:
         return "unwritable"
     finally:
         os.close(fd)  # the child's copy keeps the lock
+
+
+# The child lowers its priority before importing anything heavy (numpy, the runtimes): while the command it was
+# started by still runs, it must not take that command's CPU.
+_BOOTSTRAP = (
+    "import os, sys\n"
+    f"try:\n    os.nice({NICE})\nexcept OSError:\n    pass\n"
+    "from colorize_rt.runtime.backends.auto_background import main\n"
+    "sys.exit(main(sys.argv[1:]))\n"
+)
 
 
 def wait_for_turn(
@@ -249,11 +259,7 @@ def main(argv: list[str] | None = None) -> int:
     missing = [m for m in [req["model"], *req["variants"]] if not Path(m).is_file()]
     if missing:  # before waiting: nothing to measure
         return _failed(key, f"FileNotFoundError: {missing[0]} is gone")
-    try:
-        os.nice(NICE)
-    except OSError:
-        pass
-    why = wait_for_turn(a.parent)
+    why = wait_for_turn(a.parent)  # already niced by _BOOTSTRAP
     print(f"measuring ({why})", flush=True)
     try:
         from . import registry, selfcheck

@@ -401,11 +401,11 @@ def open_cpu_auto(
             if cache == "on" and choice.needs_retry():
                 auto_background.start_background(key, request)
             return opened
-    candidates = _cpu_candidates(models, warn)  # reads the models' metadata: only where no saved winner opened
     if here:
+        candidates = _cpu_candidates(models, warn)  # reads the models' metadata: only where no saved winner opened
         opened = _measure_cpu(key, candidates, threads, max_side, purpose, verdicts)
         return _for_job(opened, models, threads, max_side, purpose, verdicts, runs)
-    return _open_provisional(key, candidates, threads, max_side, purpose, verdicts, request, start=cache == "on")
+    return _open_provisional(key, models, warn, threads, max_side, purpose, verdicts, request, start=cache == "on")
 
 
 def measure_cpu_choice(
@@ -499,7 +499,8 @@ def _open_winner(
 
 def _open_provisional(
     key: str,
-    candidates: list,
+    models: list[Path],
+    warn: Callable[[str], None],
     threads: int,
     max_side: int,
     purpose: str,
@@ -509,10 +510,16 @@ def _open_provisional(
 ) -> tuple[Runner, str, Verdict]:
     """The first candidate, in the fixed order of ``_open_cost`` (ONNX Runtime fp32 of the model asked for first),
     that opens and passes its self-check; never one that failed it. Starts the background measurement when
-    ``start``; ``runner.auto_choice`` is a ``ProvisionalChoice``."""
-    asked = candidates[0][1]
+    ``start``; ``runner.auto_choice`` is a ``ProvisionalChoice``. The whole list (which reads each model's
+    metadata) is made only where ONNX Runtime fp32 of the asked-for model does not pass."""
+    asked = models[0]
     failures: list = []
-    for backend, model, precision in sorted(candidates, key=_open_cost):
+
+    def in_order():
+        yield "cpu", asked, "f32"
+        yield from (c for c in sorted(_cpu_candidates(models, warn), key=_open_cost) if c != ("cpu", asked, "f32"))
+
+    for backend, model, precision in in_order():
         try:
             runner = _activate_cpu(backend, model, threads, max_side, purpose, precision)
         except (BackendError, MissingDependency) as exc:
