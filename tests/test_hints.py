@@ -13,7 +13,13 @@ from colorize_rt.core.color import rgb_to_lab
 from colorize_rt.runtime.api import Colorizer
 from colorize_rt.runtime.cli import main
 from colorize_rt.runtime.guidance.apply import guided_ab
-from colorize_rt.runtime.guidance.propagate import PropagationSettings, apply_point_hints, hint_mask
+from colorize_rt.runtime.guidance.propagate import (
+    PropagationSettings,
+    apply_point_hints,
+    cascadic_solve,
+    edge_weights,
+    hint_mask,
+)
 from colorize_rt.runtime.guidance.spec import GuidanceError, PointHint, check_hints, hints_from_json, make_hint, parse_hint
 from colorize_rt.runtime.pipeline.images import DecodedImage, gray3
 from tests.runtime_support import write_rgb
@@ -97,7 +103,7 @@ def test_propagation_with_no_hint_returns_the_prediction():
 
 
 def test_coarse_to_fine_variant_keeps_hints_and_regions():
-    """The pyramid variant (docs/hints.md, not the default): hint pixels exact, the hint's region follows it."""
+    """The pyramid variant of step 3 (docs/hints.md, not the default): hint pixels exact, the hint's region follows it."""
     L = np.full((96, 128), 30.0, np.float32)
     L[:, 64:] = 80.0
     ab = np.zeros((2, 96, 128), np.float32)
@@ -105,6 +111,40 @@ def test_coarse_to_fine_variant_keeps_hints_and_regions():
     out = apply_point_hints(L, ab, mask, hab, PropagationSettings(sweeps=(150, 50, 0), anchor=0.01))
     np.testing.assert_allclose(out[:, 40, 20], [40.0, 30.0])
     assert np.abs(out[0, :, :56] - 40).max() < 1.0  # the hint's region follows it
+
+
+def test_correction_solve_reaches_the_exact_solution():
+    """Step 1 (the cascadic conjugate-gradient solve of the screened affinity equations) reaches the exact solution
+    of the same system (a sparse direct solve with scipy) on a real photo's lightness, hint pixels exact."""
+    sparse = pytest.importorskip("scipy.sparse")
+    linalg = pytest.importorskip("scipy.sparse.linalg")
+    from skimage import data
+
+    L = rgb_to_lab(data.astronaut()[::8, ::8].astype(np.float32) / 255.0)[..., 0]  # 64 x 64
+    h, w = L.shape
+    mask, hab = hint_mask([PointHint(10, 50, (40.0, 30.0), 2), PointHint(45, 12, (-20.0, 35.0), 1)], (h, w), (1.0, 1.0))
+    held = mask > 0
+    values = np.moveaxis(hab, -1, 0) * mask
+    settings = PropagationSettings(solve_iterations=(60, 300))
+    out = cascadic_solve(L, held, values, settings)
+    np.testing.assert_array_equal(out[:, held], values[:, held])
+    weights = edge_weights(L)  # the same system, assembled as a sparse matrix
+    idx = np.arange(h * w).reshape(h, w)
+    rows, cols, vals = [], [], []
+    for k, (dy, dx) in enumerate(((0, 1), (1, 0), (1, 1), (1, -1))):
+        ys, xs = np.nonzero(np.ones((h, w), bool))
+        ok = (ys + dy < h) & (xs + dx >= 0) & (xs + dx < w)
+        p, q = idx[ys[ok], xs[ok]], idx[ys[ok] + dy, xs[ok] + dx]
+        rows += [p, q]
+        cols += [q, p]
+        vals += [weights[k][ys[ok], xs[ok]]] * 2
+    A = sparse.csr_matrix((np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))), shape=(h * w, h * w))
+    M = (sparse.diags(np.asarray(A.sum(axis=1)).ravel() + settings.screen) - A).tocsr()
+    fixed, free = held.ravel(), ~held.ravel()
+    for c in range(2):
+        exact = linalg.spsolve(M[free][:, free].tocsc(), -M[free][:, fixed] @ values[c].ravel()[fixed])
+        np.testing.assert_allclose(out[c].ravel()[free], exact, atol=0.05)
+    assert np.abs(out).max(axis=0)[~held].mean() > 5.0  # the corrections spread
 
 
 @pytest.mark.parametrize(

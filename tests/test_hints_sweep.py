@@ -13,6 +13,7 @@ from colorize_rt.core.files import list_images
 from colorize_rt.eval.cli import main as eval_main
 from colorize_rt.eval.hint_sweep import format_sweep, hint_sweep, hints_of, model_logits_fn, sample_patches
 from colorize_rt.eval.levin import levin_colorize
+from colorize_rt.runtime.guidance.propagate import PropagationSettings
 from tests.conftest import VAL_DIR, needs
 
 pytest.importorskip("scipy", reason="Levin's baseline uses scipy (the [dev] extra)")
@@ -59,6 +60,12 @@ def test_sweep_on_three_photos(tmp_path):
     assert w["tv_to_reference_with"] < w["tv_to_reference_without"]
     md = format_sweep(res)
     assert "| 20 |" in md and "siggraph17" in md and "Oracle palette" in md
+    # the propagation switched off (only the hint pixels change) gains far less: the sweep measures the propagation
+    off = PropagationSettings(solve_iterations=(), reach=1e12, sweeps=())
+    res_off = hint_sweep(
+        files, model_logits_fn(threads=1), points=(0, 20), levin=False, palette=False, settings=off, progress=False
+    )
+    assert res_off["palette"] is None and res_off["points"]["ours"][20]["gain_psnr"] < ours[20]["gain_psnr"] - 1.0
 
 
 def test_eval_cli_hint_sweep_json_and_errors(tmp_path, capsys):

@@ -111,6 +111,7 @@ class _Scores:
             "auc_rebal": self.acc.auc_rebalanced(),
             "dab_at_hints": float(np.mean(self.dab)) if self.dab else None,
             "n_images": len(self.psnrs),
+            "psnr_per_image": [float(v) for v in self.psnrs],
         }
 
 
@@ -128,6 +129,7 @@ def hint_sweep(
     seed: int = 0,
     temperature: float = DEFAULT_T,
     levin: bool = True,
+    palette: bool = True,
     settings: PropagationSettings = PropagationSettings(),
     progress: bool = True,
 ) -> dict:
@@ -140,6 +142,7 @@ def hint_sweep(
         seed: photo k draws its hints from ``default_rng([seed, k])``.
         temperature: the annealed-mean temperature.
         levin: also run Levin et al. 2004 (a sparse solve per photo and count).
+        palette: also run the palette's oracle and wrong reference.
         settings: the propagation's knobs.
         progress: show a progress bar.
 
@@ -169,6 +172,8 @@ def hint_sweep(
             if levin:
                 scores["levin"][n].add(L, levin_colorize(L, mask, hab), ab_true, rgb_true, mask, hab)
         pal["none"].add(L, none, ab_true, rgb_true)
+        if not palette:
+            continue
         oracle = PaletteTarget(palette_target(bin_histogram(lab[..., 1:])), "oracle")
         pal["oracle"].add(L, palette_ab(logits, oracle, temperature, L.shape), ab_true, rgb_true)
         if len(labs) > 1:  # the wrong reference: the previous photo's colours
@@ -183,6 +188,8 @@ def hint_sweep(
                 r["gain_psnr"] = r["psnr"] - base["psnr"]
                 r["gain_auc_raw"] = r["auc_raw"] - base["auc_raw"]
                 r["gain_auc_rebal"] = r["auc_rebal"] - base["auc_rebal"]
+    if not palette:
+        return {"points": points_out, "palette": None, "n_images": len(labs), "n_excluded": excluded, "seed": seed}
     none_r, oracle_r = pal["none"].result(), pal["oracle"].result()
     tv_none, tv_pal = np.array(wrong["tv_none"]), np.array(wrong["tv_palette"])
     palette_out = {
@@ -218,6 +225,8 @@ def format_sweep(result: dict) -> str:
             f"{r.get('gain_auc_rebal', 0):+.2f} | {dab} | {lv_psnr} | {lv_dab} | {'' if anchor is None else f'{anchor:.2f}'} |"
         )
     p = result["palette"]
+    if p is None:
+        return "\n".join(lines)
     g, w = p["oracle_gain"], p["wrong_reference"]
     lines += [
         "",

@@ -1,14 +1,22 @@
-"""Point hints propagated along objects (training-free), at the network's resolution, in two steps:
+"""Point hints propagated along objects (training-free), at the network's resolution, in three steps:
 
-1. an edge-aware normalised convolution of the hint colours over L* (the domain transform's recursive filter,
+1. the hints' corrections (``hint ab - predicted ab`` at the hint pixels) spread over the whole image by solving
+   Levin et al. 2004's affinity equations for the correction, plus a weak pull toward no correction (``screen``):
+
+       minimise  sum_(p~q) w_pq (r_p - r_q)^2 + screen * sum_p r_p^2    with r_p = hint_p - pred_p at hint pixels
+
+   (``w`` the symmetric lightness affinities of 8-connected neighbours; a screened Poisson equation on the affinity
+   graph), solved by Jacobi-preconditioned conjugate gradients coarse to fine (a cascadic solve: the quarter-
+   resolution solution, upsampled, starts the half-resolution one, and so on), so it costs a few tens of milliseconds
+   at 256² without a sparse solver (the runtime install has no scipy). This moves every region the hints reach,
+   including the model's global colour cast, and keeps the prediction's own detail;
+2. an edge-aware normalised convolution of the hint colours over L* (the domain transform's recursive filter,
    Gastal & Oliveira 2011): ``c = F(m * h) / F(m)`` is the hints' colour carried along regions of similar lightness
-   (``F`` the filter, ``m`` the hint mask, ``h`` the hint colours), and the prediction moves toward it by the
+   (``F`` the filter, ``m`` the hint mask, ``h`` the hint colours), and step 1's result moves toward it by the
    confidence ``F(m) / (F(m) + k * F1)`` (``F1`` what one isolated hint pixel gives at its own position, ``k`` the
-   reach): far from every hint, or behind an edge, the prediction is kept;
-2. Jacobi sweeps of Levin et al. 2004's affinity equations (each pixel the affinity-weighted mean of its 3x3
-   neighbours, weights from the local lightness variance), hint pixels held: 60 at the network resolution (or, with
-   ``sweeps`` listing several levels, coarse to fine on a pyramid). It carries the colours the way the full Levin
-   solve does, from step 1's start, without a sparse solver.
+   reach): near many hints the hints' colours replace the prediction;
+3. a few Jacobi sweeps of Levin et al.'s affinity equations on the colours (each pixel the affinity-weighted mean of
+   its 3x3 neighbours), hint pixels held, from step 2's result.
 
 The hint pixels get the hint colour exactly. Knobs measured on training photos (docs/hints.md).
 """
@@ -23,20 +31,33 @@ import numpy as np
 
 from .spec import PointHint
 
+# Step 1: conjugate-gradient iterations per pyramid level, coarsest first (len - 1 halvings: a quarter, a half, the
+# network resolution); () skips step 1. (100, 40, 20) with 30 sweeps measured +0.03 dB at 10 hints on 16 training
+# photos, at about 1.5x the cost (docs/hints.md).
+SOLVE_ITERATIONS = (100, 40, 10)
+SCREEN = 1e-4  # step 1's pull toward no correction, against affinities of up to 1 per neighbour
+VARIANCE_FACTOR = 0.6  # Levin et al.'s reference code: affinity exp(-(Y_p - Y_q)^2 / (0.6 * local variance)) ...
+VARIANCE_FLOOR = 2e-6  # ... with the variance floored, in (L*/100)^2
 SIGMA_SPACE = 192.0  # filter's spatial extent, in network pixels
 SIGMA_RANGE = 12.0  # lightness step (L* units) that counts as one spatial sigma of distance: edges stop hints
 REACH = 0.02  # k: a hint's colour fades where its filtered mask falls below k times its peak
 ITERATIONS = 3
-# Jacobi sweeps of the affinity equations per pyramid level, coarsest first; () = the filter alone. Shipped: 60 at the
-# network resolution. (150, 50, 0) with ANCHOR 0.01 (a quarter, a half, then upsampled; unreached pixels held at the
-# prediction) measured +0.1 dB PSNR at 10 hints but 1.4 points less rebalanced AuC on the validation sweep (docs/hints.md).
-SWEEPS = (60,)
+# Step 3: Jacobi sweeps of the affinity equations per pyramid level, coarsest first; () = none. Shipped: 10 at the
+# network resolution (the previous release, without step 1: 60). Without step 1, (150, 50, 0) with ANCHOR 0.01 (a
+# quarter, a half, then upsampled; unreached pixels held at the prediction) measured +0.1 dB PSNR at 10 hints but 1.4
+# points less rebalanced AuC on the validation sweep (docs/hints.md).
+SWEEPS = (10,)
 ANCHOR = 0.0  # pixels where the filter's confidence is below this keep the prediction during the sweeps (0: none)
 
 
 @dataclass(frozen=True)
 class PropagationSettings:
-    """The propagation's knobs (defaults measured on training photos: docs/hints.md)."""
+    """The propagation's knobs (defaults measured on training photos: docs/hints.md).
+
+    ``solve_iterations=()`` skips step 1 (the correction solve), a huge ``reach`` (1e12) makes step 2 a no-op and
+    ``sweeps=()`` skips step 3: all three off leaves only the hint pixels changed. ``solve_iterations=()`` with
+    ``sweeps=(60,)`` is the previous release's propagation.
+    """
 
     sigma_space: float = SIGMA_SPACE
     sigma_range: float = SIGMA_RANGE
@@ -44,6 +65,8 @@ class PropagationSettings:
     iterations: int = ITERATIONS
     sweeps: tuple[int, ...] = SWEEPS
     anchor: float = ANCHOR
+    solve_iterations: tuple[int, ...] = SOLVE_ITERATIONS
+    screen: float = SCREEN
 
 
 def _recursive_pass(x: np.ndarray, a: np.ndarray) -> np.ndarray:
@@ -135,13 +158,18 @@ def apply_point_hints(
     """
     if not mask.any():
         return ab
-    pred = np.moveaxis(np.asarray(ab, np.float32), 0, -1)
+    held = mask > 0
+    ab = np.asarray(ab, np.float32)
+    if settings.solve_iterations:
+        correction = np.zeros_like(ab)
+        correction[:, held] = np.moveaxis(hint_ab, -1, 0)[:, held] - ab[:, held]
+        ab = ab + cascadic_solve(L, held, correction, settings)
+    pred = np.moveaxis(ab, 0, -1)
     stack = np.concatenate([hint_ab * mask[..., None], mask[..., None]], axis=-1)
     filtered = edge_aware_filter(stack, L, settings)
     carried = filtered[..., :2] / np.maximum(filtered[..., 2:], np.float32(1e-20))
     confidence = filtered[..., 2:] / (filtered[..., 2:] + np.float32(settings.reach * _single_pixel_peak(settings)))
     out = pred + confidence * (carried - pred)
-    held = mask > 0
     out[held] = hint_ab[held]
     out = np.moveaxis(out, -1, 0).copy()
     if settings.sweeps:
@@ -257,3 +285,142 @@ def _single_pixel_peak(settings: PropagationSettings) -> float:
     impulse = np.zeros((size, size, 1), np.float32)
     impulse[size // 2, size // 2] = 1.0
     return float(edge_aware_filter(impulse, np.zeros((size, size), np.float32), settings)[size // 2, size // 2, 0])
+
+
+# Step 1: the correction solve.
+
+_EDGES = ((0, 1), (1, 0), (1, 1), (1, -1))  # the 4 of a pixel's 8 neighbours after it; each edge stored once
+
+
+def edge_weights(L: np.ndarray) -> np.ndarray:
+    """Levin et al. 2004's affinities between 8-connected neighbours, made symmetric.
+
+    ``w_pq = (exp(-(Y_p - Y_q)^2 / s_p) + exp(-(Y_q - Y_p)^2 / s_q)) / 2`` with ``s_p`` 0.6 times the lightness
+    variance of the 3x3 window around p (floored), ``Y = L* / 100``.
+
+    Args:
+        L: (h, w) L*.
+
+    Returns:
+        (4, h, w) float32: entry k at p is the weight of the edge from p to p + ``_EDGES[k]`` (0 where that is outside).
+    """
+    h, w = L.shape
+    Y = np.asarray(L, np.float32) / np.float32(100.0)
+    pad = np.pad(Y, 1, mode="edge")
+    window = np.stack([pad[1 + dy : 1 + dy + h, 1 + dx : 1 + dx + w] for dy in (-1, 0, 1) for dx in (-1, 0, 1)])
+    var = np.maximum(window.var(axis=0) * np.float32(VARIANCE_FACTOR), np.float32(VARIANCE_FLOOR))
+    out = np.zeros((4, h, w), np.float32)
+    for k in range(len(_EDGES)):
+        src, dst = _edge_slices(k, h, w)
+        d2 = (Y[src] - Y[dst]) ** 2
+        out[k][src] = 0.5 * (np.exp(-d2 / var[src]) + np.exp(-d2 / var[dst]))
+    return out
+
+
+def _edge_slices(k: int, h: int, w: int) -> tuple[tuple[slice, slice], tuple[slice, slice]]:
+    """The pixels p that have a neighbour p + ``_EDGES[k]`` inside (h, w), and those neighbours."""
+    dy, dx = _EDGES[k]
+    src = (slice(0, h - dy), slice(max(0, -dx), w - max(0, dx)))
+    dst = (slice(dy, h), slice(max(0, dx), w + min(0, dx)))
+    return src, dst
+
+
+def _stencil(L: np.ndarray, held: np.ndarray, screen: float) -> np.ndarray:
+    """The screened affinity Laplacian as a 3x3 stencil per pixel, rows of ``held`` pixels zero.
+
+    Returns:
+        (3, 3, h, w) float32: entry (1 + dy, 1 + dx) at p multiplies x at p + (dy, dx); the centre is
+        ``screen + sum of p's edge weights``, a neighbour ``-w``.
+    """
+    h, w = L.shape
+    weights = edge_weights(L)
+    stencil = np.zeros((3, 3, h, w), np.float32)
+    stencil[1, 1] = screen
+    for k, (dy, dx) in enumerate(_EDGES):
+        src, dst = _edge_slices(k, h, w)
+        stencil[1 + dy, 1 + dx][src] = -weights[k][src]
+        stencil[1 - dy, 1 - dx][dst] = -weights[k][src]
+        stencil[1, 1][src] += weights[k][src]
+        stencil[1, 1][dst] += weights[k][src]
+    stencil[:, :, held] = 0.0
+    return stencil
+
+
+def conjugate_gradients(x: np.ndarray, L: np.ndarray, held: np.ndarray, screen: float, iterations: int) -> np.ndarray:
+    """Jacobi-preconditioned conjugate gradients on the screened affinity Laplacian, ``held`` pixels fixed.
+
+    Args:
+        x: (c, h, w) float32 start; its values at ``held`` pixels are the constraints.
+        L: (h, w) L* (the affinities).
+        held: (h, w) bool.
+        screen: the pull toward 0 (``PropagationSettings.screen``).
+        iterations: CG iterations.
+
+    Returns:
+        (c, h, w) float32.
+    """
+    c, h, w = x.shape
+    stencil = _stencil(L, held, screen)
+    inverse = np.where(held, 0.0, 1.0 / np.maximum(stencil[1, 1], 1e-12)).astype(np.float32)
+    padded = np.zeros((c, h + 2, w + 2), np.float32)
+    taps = [(i, j) for i in range(3) for j in range(3) if (i, j) != (1, 1)]
+
+    def apply(v: np.ndarray, out: np.ndarray, tmp: np.ndarray) -> np.ndarray:
+        padded[:, 1:-1, 1:-1] = v
+        np.multiply(stencil[1, 1], v, out=out)
+        for i, j in taps:
+            np.multiply(stencil[i, j], padded[:, i : i + h, j : j + w], out=tmp)
+            out += tmp
+        return out
+
+    x = x.astype(np.float32, copy=True)
+    q, tmp = np.empty_like(x), np.empty_like(x)
+    residual = -apply(x, q, tmp)  # zero at held pixels (their rows are zero)
+    z = residual * inverse
+    direction = z.copy()
+    rz = np.einsum("chw,chw->c", residual, z)
+    for _ in range(iterations):
+        apply(direction, q, tmp)
+        step = (rz / np.maximum(np.einsum("chw,chw->c", direction, q), np.float32(1e-30)))[:, None, None]
+        np.multiply(direction, step, out=tmp)
+        x += tmp
+        np.multiply(q, step, out=tmp)
+        residual -= tmp
+        np.multiply(residual, inverse, out=z)
+        rz_next = np.einsum("chw,chw->c", residual, z)
+        direction *= (rz_next / np.maximum(rz, np.float32(1e-30)))[:, None, None]
+        direction += z
+        rz = rz_next
+    return x
+
+
+def cascadic_solve(L: np.ndarray, held: np.ndarray, values: np.ndarray, settings: PropagationSettings) -> np.ndarray:
+    """The screened affinity equations solved coarse to fine: ``settings.solve_iterations[0]`` CG iterations at the
+    coarsest level, each result upsampled (bilinear) as the next level's start. A coarse pixel is held when any of its
+    pixels is, with the mean of their values.
+
+    Args:
+        L: (h, w) L*.
+        held: (h, w) bool, the hint pixels.
+        values: (c, h, w) the constraints at ``held`` pixels (0 elsewhere).
+        settings: iterations per level and the screen.
+
+    Returns:
+        (c, h, w) float32, equal to ``values`` at ``held`` pixels.
+    """
+    levels = [(np.asarray(L, np.float32), held.astype(np.float32), (values * held).astype(np.float32))]
+    for _ in range(len(settings.solve_iterations) - 1):
+        Lc, mc, vc = levels[-1]
+        m2, v2 = _half(mc), _half(vc)
+        levels.append(
+            (_half(Lc), (m2 > 0).astype(np.float32), np.where(m2 > 0, v2 / np.maximum(m2, 1e-6), 0.0).astype(np.float32))
+        )
+    x = np.zeros_like(levels[-1][2])
+    for level in range(len(levels) - 1, -1, -1):
+        Lc, mc, vc = levels[level]
+        if x.shape[1:] != Lc.shape:
+            x = np.stack([cv2.resize(c, (Lc.shape[1], Lc.shape[0]), interpolation=cv2.INTER_LINEAR) for c in x])
+        keep = mc > 0
+        x[:, keep] = vc[:, keep]
+        x = conjugate_gradients(x, Lc, keep, settings.screen, settings.solve_iterations[len(levels) - 1 - level])
+    return x
