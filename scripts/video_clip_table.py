@@ -51,7 +51,13 @@ def main() -> None:
     ap.add_argument("--out", required=True, help="output path without extension (.json and .md are written)")
     ap.add_argument("--val", default=str(ROOT.parent / "shared/data/colorize-train/val"))
     ap.add_argument("--clips", default="pan,zoom,grain,cut,bikes,carphone,bunny")
+    ap.add_argument("--merge", nargs="+", help="instead: merge the .json files of earlier runs (clips split over processes)")
     a = ap.parse_args()
+    if a.merge:
+        parts = [json.loads(Path(f).read_text()) for f in a.merge]
+        load = [v for p in parts for v in p["load_average_1_5_15"]]
+        results = {k: r for p in parts for k, r in p["clips"].items()}
+        return write(a.out, parts[0]["cpu"], parts[0]["cores"], load, results)
     wanted = a.clips.split(",")
     load = [os.getloadavg()]
     results = {}
@@ -69,8 +75,15 @@ def main() -> None:
             results[label] = res
             load.append(os.getloadavg())
             print(f"{label}: {res['frames']} frames in {res['wall_seconds']:.0f} s", file=sys.stderr, flush=True)
-    meta = {"cpu": cpu_model(), "cores": os.cpu_count(), "load_average_1_5_15": load, "clips": results}
-    atomic_write_text(Path(a.out + ".json"), json.dumps(meta, indent=1))
+    write(a.out, cpu_model(), os.cpu_count(), load, results)
+
+
+def write(out: str, cpu: str, cores: int, load: list, results: dict) -> None:
+    """``<out>.json`` (every figure) and ``<out>.md`` (the tables, the CPU and the load)."""
+    meta = {"cpu": cpu, "cores": cores, "load_average_1_5_15": load, "clips": results}
+    atomic_write_text(
+        Path(out + ".json"), json.dumps(meta, indent=1, default=lambda o: o.item() if hasattr(o, "item") else str(o))
+    )
     peak = max(v[0] for v in load)
     head = [
         "# Issue 29: per-clip video figures (`scripts/video_clip_table.py`)",
@@ -81,7 +94,7 @@ def main() -> None:
         "",
     ]
     atomic_write_text(
-        Path(a.out + ".md"),
+        Path(out + ".md"),
         "\n".join(head + clips_markdown(results)) + "\n",
     )
 

@@ -133,7 +133,7 @@ class VideoScorer:
             total = max(int(mask.sum()), 1)
             L_w = warp_by_flow(np.ascontiguousarray(lab[SOURCE][..., 0]), fw)
             dL = float((np.abs(prev_lab[SOURCE][..., 0] - L_w) * mask).sum() / total)
-            cut = mask.mean() < MIN_VISIBLE or dL > MAX_SOURCE_DL  # a scene cut: no motion links the frames
+            cut = bool(mask.mean() < MIN_VISIBLE or dL > MAX_SOURCE_DL)  # a scene cut: no motion links the frames
             self.cut_pairs += cut
             for n in () if cut else self.names:
                 rgb_t = prev_small[n].astype(np.float32) / 255.0
