@@ -13,7 +13,15 @@ from colorize_rt.core.prior import bin_histogram, palette_target
 from colorize_rt.runtime.api import Colorizer, ModelError
 from colorize_rt.runtime.backends.runners import OrtRunner, predict_ab_batch, predict_logits_batch
 from colorize_rt.runtime.backends.shipped_models import resolve_model
-from colorize_rt.runtime.guidance.spec import GuidanceError, palette_from_colors, palette_from_image
+from colorize_rt.runtime.guidance.spec import (
+    PALETTE_BANDS,
+    GuidanceError,
+    PaletteTarget,
+    band_of,
+    palette_from_ab,
+    palette_from_colors,
+    palette_from_image,
+)
 from colorize_rt.runtime.pipeline.images import DecodedImage
 from tests.runtime_support import write_rgb
 from tests.test_hints import one_error_line
@@ -117,6 +125,47 @@ def test_oracle_palette_helps(colorizer, sample_rgb):
     assert err(colorizer.colorize(image, palette=oracle)) < err(colorizer.colorize(image)) - 1.0
 
 
+def test_reference_palettes_have_one_target_per_lightness_band(sample_rgb):
+    """A reference photo gives the joint distribution of ab given L*: one target per band, each a distribution,
+    the band of dark pixels different from the band of light ones; a colour list has no lightness, so no bands."""
+    q = palette_from_image(sample_rgb["coffee"])
+    assert q.bands.shape == (PALETTE_BANDS, 313)
+    np.testing.assert_allclose(q.bands.sum(1), 1.0)
+    assert 0.5 * np.abs(q.bands[1] - q.bands[4]).sum() > 0.2
+    assert palette_from_colors("#2266cc").bands is None
+    same = PaletteTarget(q.target, "same colours, no bands")
+    assert same.key() != q.key()
+    lab = np.zeros((10, 10, 3), np.float32)
+    lab[..., 0], lab[..., 1] = 50.0, 40.0  # every pixel in one band: the other bands fall back to the whole palette
+    one = palette_from_ab(lab[..., 1:], "one band", lab[..., 0])
+    np.testing.assert_array_equal(one.bands[0], one.target)
+
+
+def _two_tone_reference() -> np.ndarray:
+    """Dark blue above, light orange below: lightness tells the colour."""
+    rgb = np.zeros((64, 64, 3), np.uint8)
+    rgb[:32] = (30, 50, 140)
+    rgb[32:] = (250, 180, 120)
+    return rgb
+
+
+def test_band_palette_colours_dark_and_light_pixels_apart(colorizer, sample_rgb):
+    """With the reference's colour per lightness, the output's dark pixels go blue and its light pixels orange,
+    far more apart than with the same colours as one global palette."""
+    image = DecodedImage(rgb=sample_rgb["chelsea"])
+    ref = palette_from_image(_two_tone_reference(), "two tones")
+    flat = PaletteTarget(ref.target, "two tones, no bands")
+    lab = rgb_to_lab(sample_rgb["chelsea"] / 255.0)
+    dark, light = band_of(lab[..., 0]) == band_of(rgb_to_lab(np.array([30, 50, 140]) / 255.0)[0]), lab[..., 0] > 60
+    assert dark.mean() > 0.02 and light.mean() > 0.02
+
+    def split(out):
+        b = rgb_to_lab(out.rgb / 255.0)[..., 2]
+        return float(b[light].mean() - b[dark].mean())  # orange b* > 0, blue b* < 0
+
+    assert split(colorizer.colorize(image, palette=ref)) > split(colorizer.colorize(image, palette=flat)) + 6
+
+
 def test_l2_model_refuses_a_palette(sample_rgb):
     with Colorizer("default", backend="cpu", method="l2", threads=1) as c:
         with pytest.raises(ModelError, match="no 313-bin 'logits' output"):
@@ -170,3 +219,21 @@ def test_cli_bad_palettes_are_one_line(gray_file, tmp_path, args, message, capsy
 
 def test_bins_stay_the_papers():
     assert ab_bins().shape == (313, 2)  # the palette's histograms and the logits share the 313 bins
+
+
+def test_palette_sweep_scores_oracle_and_wrong_reference(sample_rgb, tmp_path):
+    """``eval.palette_sweep`` on three real photos: the oracle (the photo's own colours) gains PSNR and raw AuC in
+    every setting, the wrong reference moves the output toward it, and the halves add up to all the photos."""
+    from colorize_rt.eval.hint_sweep import model_logits_fn
+    from colorize_rt.eval.palette_sweep import SETTINGS, format_report, palette_report, palette_sweep
+
+    files = [write_rgb(tmp_path / f"{name}.png", sample_rgb[name]) for name in ("chelsea", "coffee", "astronaut")]
+    files.append(write_rgb(tmp_path / "gray.png", np.full((64, 64, 3), 128, np.uint8)))
+    rep = palette_report(palette_sweep(files, model_logits_fn(threads=1), progress=False))
+    assert rep["n_images"] == 3 and rep["n_excluded"] == 1
+    for s in SETTINGS:
+        r = rep["settings"][s.name]
+        assert r["oracle_gain"]["all"]["psnr"] > 0.5 and r["oracle_gain"]["all"]["auc_raw"] > 0
+        assert r["oracle_gain"]["even"]["n_images"] + r["oracle_gain"]["odd"]["n_images"] == 3
+        assert r["wrong_reference"]["tv_to_reference_with"] < r["wrong_reference"]["tv_to_reference_without"]
+    assert format_report(rep).count("\n| ") == len(SETTINGS) + 2  # the header, its rule and one row each

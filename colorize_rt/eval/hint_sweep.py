@@ -10,9 +10,9 @@ the set's own bins), each also as a gain over the same method at N = 0; and the 
 output (after
 the conversion to sRGB and back, so gamut clipping counts).
 
-Palette: the oracle (the ground truth's own 313-bin histogram, smoothed with 10 % uniform) and a wrong reference
-(the next photo's histogram): how far the output's bin histogram is from the reference (total variation), with and
-without the palette.
+Palette: the oracle (the ground truth's own colours: ``palette_from_ab``, per-L* band 313-bin histograms) and a wrong
+reference (the previous photo's): how far the output's bin histogram is from the reference (total variation), with
+and without the palette. ``eval.palette_sweep`` measures the palette alone and compares its settings.
 """
 
 from __future__ import annotations
@@ -28,10 +28,10 @@ from tqdm import tqdm
 from ..core.color import lab_to_rgb, merge_l_ab, rgb_to_lab
 from ..core.constants import DEFAULT_T
 from ..core.metrics import AucAccumulator, psnr
-from ..core.prior import bin_histogram, palette_target
+from ..core.prior import bin_histogram
 from ..runtime.guidance.palette import palette_ab
 from ..runtime.guidance.propagate import PropagationSettings, apply_point_hints
-from ..runtime.guidance.spec import PaletteTarget
+from ..runtime.guidance.spec import PaletteTarget, palette_from_ab
 from .levin import levin_colorize
 from .scoring import MIN_CHROMA
 
@@ -174,12 +174,12 @@ def hint_sweep(
         pal["none"].add(L, none, ab_true, rgb_true)
         if not palette:
             continue
-        oracle = PaletteTarget(palette_target(bin_histogram(lab[..., 1:])), "oracle")
-        pal["oracle"].add(L, palette_ab(logits, oracle, temperature, L.shape), ab_true, rgb_true)
+        oracle = palette_from_ab(lab[..., 1:], "oracle", L)
+        pal["oracle"].add(L, palette_ab(logits, oracle, temperature, L.shape, L=L), ab_true, rgb_true)
         if len(labs) > 1:  # the wrong reference: the previous photo's colours
-            ref = PaletteTarget(palette_target(bin_histogram(labs[-2][..., 1:])), "previous photo")
+            ref = palette_from_ab(labs[-2][..., 1:], "previous photo", labs[-2][..., 0])
             wrong["tv_none"].append(_hist_distance(none, ref.target))
-            wrong["tv_palette"].append(_hist_distance(palette_ab(logits, ref, temperature, L.shape), ref.target))
+            wrong["tv_palette"].append(_hist_distance(palette_ab(logits, ref, temperature, L.shape, L=L), ref.target))
     points_out = {m: {n: s.result() for n, s in per.items()} for m, per in scores.items()}
     for per in points_out.values():
         base = per[points[0]] if points[0] == 0 else None

@@ -48,7 +48,7 @@ def guided_ab(
             raise ValueError("a palette needs a model with the 313-bin 'logits' output")
         padded = pad_to_multiple(L)
         _, logits = predict_logits(padded[None, None])
-        ab = palette_ab(logits, palette, temperature, padded.shape)[:, :h, :w]
+        ab = palette_ab(logits, palette, temperature, padded.shape, L=padded)[:, :h, :w]
     else:
         ab = predict_single(predict, L)
     if hints:

@@ -145,23 +145,47 @@ def check_hints(hints: list[PointHint], width: int, height: int) -> list[PointHi
     return hints
 
 
+PALETTE_BANDS = 6  # equal-width L* bands of a reference photo's per-band palettes (0..100 / 6)
+PALETTE_BAND_MIN_SHARE = 0.02  # a band with fewer of the reference's pixels falls back to the whole palette
+
+
 @dataclass(frozen=True)
 class PaletteTarget:
     """A palette as the target distribution over the 313 ab bins (smoothed with a uniform share), and where it came
-    from (for messages and cache keys)."""
+    from (for messages and cache keys). A reference photo's palette also has one target per L* band
+    (``PALETTE_BANDS`` equal-width bands of 0..100): the joint distribution of ab given lightness, so dark pixels
+    are fitted toward the reference's dark colours; a colour list has none (no lightness)."""
 
     target: np.ndarray
     label: str
+    bands: np.ndarray | None = None  # (PALETTE_BANDS, 313) or None
 
     def key(self) -> str:
-        """Returns: a digest of the target (for cache keys)."""
+        """Returns: a digest of the target and the band targets (for cache keys)."""
         import hashlib
 
-        return hashlib.sha256(np.ascontiguousarray(self.target, np.float64).tobytes()).hexdigest()[:24]
+        digest = hashlib.sha256(np.ascontiguousarray(self.target, np.float64).tobytes())
+        if self.bands is not None:
+            digest.update(np.ascontiguousarray(self.bands, np.float64).tobytes())
+        return digest.hexdigest()[:24]
 
 
-def palette_from_ab(ab: np.ndarray, label: str = "ab") -> PaletteTarget:
-    """A palette from ab values (..., 2): their 313-bin histogram, smoothed.
+def band_of(L: np.ndarray, bands: int = PALETTE_BANDS) -> np.ndarray:
+    """The L* band index (0..bands-1) of each lightness value: equal-width bands of 0..100, clipped.
+
+    Args:
+        L: L* values, any shape.
+        bands: number of bands.
+
+    Returns:
+        int64 array of L's shape.
+    """
+    return np.clip((np.asarray(L, np.float64) * (bands / 100.0)).astype(np.int64), 0, bands - 1)
+
+
+def palette_from_ab(ab: np.ndarray, label: str = "ab", L: np.ndarray | None = None) -> PaletteTarget:
+    """A palette from ab values (..., 2): their 313-bin histogram, smoothed; with their lightness ``L`` (...) also
+    one histogram per L* band (a band with under 2 % of the pixels gets the whole histogram).
 
     Raises:
         GuidanceError: no pixels, or no colour at all (every pixel gray: a gray reference has no palette).
@@ -172,7 +196,20 @@ def palette_from_ab(ab: np.ndarray, label: str = "ab") -> PaletteTarget:
     chroma = np.hypot(ab[:, 0], ab[:, 1])
     if float(np.percentile(chroma, 99)) < 2.0:
         raise GuidanceError(f"the palette {label} has no colour (a gray image?)")
-    return PaletteTarget(palette_target(bin_histogram(ab)), label)
+    counts = bin_histogram(ab)
+    target = palette_target(counts)
+    if L is None:
+        return PaletteTarget(target, label)
+    band = band_of(np.asarray(L).reshape(-1))
+    if band.size != len(ab):
+        raise ValueError(f"L has {band.size} values for {len(ab)} ab pixels")
+    from ...core.bins import nearest_bins
+
+    idx = nearest_bins(ab, 1)[0][:, 0]
+    joint = np.bincount(band * NUM_BINS + idx, minlength=PALETTE_BANDS * NUM_BINS).reshape(PALETTE_BANDS, NUM_BINS)
+    enough = joint.sum(1) >= PALETTE_BAND_MIN_SHARE * len(ab)
+    bands = np.stack([palette_target(joint[k].astype(np.float64)) if enough[k] else target for k in range(PALETTE_BANDS)])
+    return PaletteTarget(target, label, bands)
 
 
 def palette_from_colors(text: str) -> PaletteTarget:
@@ -193,7 +230,8 @@ def palette_from_colors(text: str) -> PaletteTarget:
 
 
 def palette_from_image(rgb: np.ndarray, label: str = "reference") -> PaletteTarget:
-    """A palette from a decoded image's pixels (H, W, 3) uint8/uint16, at most ~256x256 of them.
+    """A palette from a decoded image's pixels (H, W, 3) uint8/uint16, at most ~256x256 of them, with per-L* band
+    targets (``palette_from_ab``).
 
     Raises:
         GuidanceError: an empty or gray image.
@@ -203,7 +241,8 @@ def palette_from_image(rgb: np.ndarray, label: str = "reference") -> PaletteTarg
         raise GuidanceError(f"the palette {label} is empty")
     step = max(1, int(math.ceil(max(rgb.shape[:2]) / 256)))
     small = rgb[::step, ::step, :3].astype(np.float32) / (65535.0 if rgb.dtype == np.uint16 else 255.0)
-    return palette_from_ab(rgb_to_lab(small)[..., 1:], label)
+    lab = rgb_to_lab(small)
+    return palette_from_ab(lab[..., 1:], label, lab[..., 0])
 
 
 def is_colour_list(text: str) -> bool:
