@@ -44,10 +44,11 @@ def test_config_parses_with_tritons_protobuf(repo):
     cfg = text_format.Parse((repo / "colorize" / "config.pbtxt").read_text(), pb.ModelConfig())
     assert cfg.name == "colorize" and cfg.platform == "onnxruntime_onnx" and cfg.max_batch_size == 16
     assert cfg.HasField("dynamic_batching") and list(cfg.dynamic_batching.preferred_batch_size) == [4, 8]
-    (inp, t), (out,) = cfg.input, cfg.output
+    (inp, t), (out, logits) = cfg.input, cfg.output
     assert (inp.name, list(inp.dims), inp.data_type) == ("L", [1, -1, -1], pb.TYPE_FP32)
     assert (t.name, list(t.dims), t.data_type) == ("temperature", [1], pb.TYPE_FP32)
     assert (out.name, list(out.dims), out.data_type) == ("ab", [2, -1, -1], pb.TYPE_FP32)
+    assert (logits.name, list(logits.dims), logits.data_type) == ("logits", [313, -1, -1], pb.TYPE_FP32)
     assert isinstance(triton.validate_config((repo / "colorize" / "config.pbtxt").read_text()), pb.ModelConfig)
 
 
@@ -66,6 +67,50 @@ def test_repository_model_runs_as_triton_would(repo, tmp_path):
     assert np.abs(batched[1] - batched[0]).max() > 1e-3
 
 
+@pytest.mark.timeout(300)
+def test_config_outputs_are_the_models_and_logits_serve_a_palette(repo, tmp_path):
+    """Triton refuses a config that lists an output the model lacks: the config lists exactly the repository
+    model's outputs, batched with a dimension per sample (``logits`` [N, 313, H/4, W/4]); a client that asks for the
+    logits gets what the palette needs (their annealed mean is the graph's own ``ab``). An L2 model (no logits)
+    gets a config with ``ab`` only."""
+    from colorize_rt.core.decode import annealed_mean
+    from colorize_rt.runtime.guidance.palette import palette_ab
+    from colorize_rt.runtime.guidance.spec import palette_from_colors
+
+    text = (repo / "colorize" / "config.pbtxt").read_text()
+    s = ort.InferenceSession(str(repo / "colorize" / "1" / "model.onnx"), providers=["CPUExecutionProvider"])
+    listed = [n for n in ("ab", "logits") if f'name: "{n}"' in text]
+    assert [o.name for o in s.get_outputs()] == listed == ["ab", "logits"]
+    L = np.random.default_rng(1).uniform(0, 100, (2, 1, 64, 96)).astype(np.float32)
+    ab, logits = s.run(["ab", "logits"], {"L": L, "temperature": np.full((2, 1), 0.38, np.float32)})
+    assert logits.shape == (2, 313, 16, 24)
+    import cv2
+
+    mean = annealed_mean(logits[:1], 0.38)[0]
+    np.testing.assert_allclose(
+        np.stack([cv2.resize(c, (96, 64), interpolation=cv2.INTER_LINEAR) for c in mean]), ab[0], atol=1e-3
+    )
+    blue = palette_ab(logits[:1], palette_from_colors("#2050e0"), 0.38, (64, 96))
+    assert blue[1].mean() < ab[0][1].mean() - 5  # b* toward blue
+
+    torch.manual_seed(0)
+    net = create_model("mobile", width=0.125, head="regression")
+    ck = save_checkpoint(
+        tmp_path / "l2.pt",
+        {
+            "model": net.state_dict(),
+            "variant": "mobile",
+            "variant_args": {"width": 0.125, "head": "regression"},
+            "config": {},
+            "step": 0,
+        },
+    )
+    r = CliRunner().invoke(export_main, [str(ck), "-o", str(tmp_path / "l2.onnx"), "--triton", str(tmp_path / "repo")])
+    assert r.exit_code == 0, r.output
+    l2 = (tmp_path / "repo" / "colorize" / "config.pbtxt").read_text()
+    assert 'name: "ab"' in l2 and "logits" not in l2 and triton.validate_config(l2)
+
+
 def test_plan_config_and_invalid_configs():
     text = triton.triton_config("colorize-trt", "tensorrt_plan", max_batch_size=12, instance_kind="KIND_GPU")
     assert triton.validate_config(text)
@@ -76,6 +121,13 @@ def test_plan_config_and_invalid_configs():
         triton.validate_config(text.replace('name: "ab"', 'name: "rgb"'))
     with pytest.raises(ValueError):
         triton.validate_config(text.replace('name: "temperature"', 'name: "T"'))
+    with_logits = triton.triton_config("colorize-trt", "tensorrt_plan", logits=True)
+    assert triton.validate_config(with_logits) and 'name: "logits"' in with_logits
+    if triton._model_config_pb2() is not None:
+        with pytest.raises(ValueError, match="logits must have dims"):
+            triton.validate_config(with_logits.replace("dims: [ 313, -1, -1 ]", "dims: [ 2, -1, -1 ]"))
+        with pytest.raises(ValueError, match="outputs ab"):
+            triton.validate_config(with_logits.replace('name: "logits"', 'name: "probs"'))
     with pytest.raises(ValueError):
         triton.triton_config("x", "pytorch_libtorch")
     with pytest.raises(ValueError, match="needs a .onnx"):

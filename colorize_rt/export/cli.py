@@ -258,7 +258,7 @@ def engine_main(
 
 def _triton_plan(te, model: Path, card, timing_cache: Path, tile: int, triton_dir: str, triton_name: str) -> Path:
     """Build the Triton plan (``tiles`` profile, per-sample temperature, version-compatible) and write the repository."""
-    from .triton import write_repository
+    from .triton import model_has_logits, write_repository
 
     with tempfile.TemporaryDirectory(prefix="colorize-triton.") as tmp:
         plan_file = Path(tmp) / "model.plan"
@@ -274,4 +274,4 @@ def _triton_plan(te, model: Path, card, timing_cache: Path, tile: int, triton_di
             log=click.echo,
         )
         max_n = side["inputs"]["L"]["profiles"][0]["max"][0]
-        return write_repository(plan_file, triton_dir, name=triton_name, max_batch_size=max_n)
+        return write_repository(plan_file, triton_dir, name=triton_name, max_batch_size=max_n, logits=model_has_logits(model))

@@ -3,7 +3,10 @@
 Layout: ``DIR/<name>/config.pbtxt`` and ``DIR/<name>/1/model.onnx`` (or ``model.plan``). Dynamic
 batching is on, so requests are batched along N: every request is one ``L`` [1, H, W] (batch dim
 implicit) plus its own ``temperature`` [1] (send 0.38, ``DEFAULT_T``, the paper's value, unless you want
-another), and returns ``ab`` [2, H, W]; requests batched together must share H and W. The repository's
+another), and returns ``ab`` [2, H, W]; requests batched together must share H and W. A classification model also
+lists its optional ``logits`` output [313, H/4, W/4] (the 313-bin logits before the temperature), which a client
+asks for by name to apply a palette itself (``runtime.guidance.palette.palette_ab``); Triton computes and returns
+only the outputs a request names. The repository's
 model takes one temperature per sample (``graph.per_sample_temperature``: ``[N, 1]``, reshaped to
 ``[N, 1, 1, 1]`` inside), so batched requests keep their own temperatures. TensorRT plans for Triton are
 built the same way (``colorize-engine --triton``), version-compatible, with a profile for ``temperature``
@@ -30,6 +33,7 @@ PLATFORMS = {
 }
 INPUTS = MODEL_INPUTS
 OUTPUTS = ("ab",)
+OPTIONAL_OUTPUTS = ("logits",)  # classification models only: the 313-bin logits a palette re-weights
 
 
 _MODEL_NAME = re.compile(r"[A-Za-z0-9_.-]+")
@@ -56,6 +60,7 @@ def triton_config(
     max_queue_delay_us: int = 2000,
     instance_kind: str = "KIND_GPU",
     instances: int = 1,
+    logits: bool = False,
 ) -> str:
     """config.pbtxt text for a colorize-rt model.
 
@@ -67,6 +72,7 @@ def triton_config(
         max_queue_delay_us: how long a request may wait for a batch to fill.
         instance_kind: ``KIND_GPU``, ``KIND_CPU`` or ``KIND_AUTO``.
         instances: model instances.
+        logits: also list the optional ``logits`` output [313, -1, -1] (the model must have it).
 
     Returns:
         The config text.
@@ -85,8 +91,9 @@ def triton_config(
         '  {\n    name: "temperature"\n    data_type: TYPE_FP32\n    dims: [ 1 ]\n  }\n'
         "]\n"
         "output [\n"
-        '  {\n    name: "ab"\n    data_type: TYPE_FP32\n    dims: [ 2, -1, -1 ]\n  }\n'
-        "]\n"
+        '  {\n    name: "ab"\n    data_type: TYPE_FP32\n    dims: [ 2, -1, -1 ]\n  }'
+        + (',\n  {\n    name: "logits"\n    data_type: TYPE_FP32\n    dims: [ 313, -1, -1 ]\n  }' if logits else "")
+        + "\n]\n"
         "dynamic_batching {\n"
         f"  preferred_batch_size: [ {', '.join(map(str, preferred))} ]\n"
         f"  max_queue_delay_microseconds: {max_queue_delay_us}\n"
@@ -133,8 +140,14 @@ def validate_config(text: str):
         raise ValueError(f"invalid Triton config: {exc}") from exc
     if not cfg.name or not cfg.platform:
         raise ValueError("Triton config needs a name and a platform")
-    if tuple(i.name for i in cfg.input) != INPUTS or tuple(o.name for o in cfg.output) != OUTPUTS:
-        raise ValueError("Triton config must have inputs L, temperature and output ab")
+    if tuple(i.name for i in cfg.input) != INPUTS or tuple(o.name for o in cfg.output) not in (
+        OUTPUTS,
+        OUTPUTS + OPTIONAL_OUTPUTS,
+    ):
+        raise ValueError("Triton config must have inputs L, temperature and outputs ab (and optionally logits)")
+    for o in cfg.output:
+        if o.name == "logits" and list(o.dims) != [313, -1, -1]:
+            raise ValueError(f"Triton config: logits must have dims [313, -1, -1]; got {list(o.dims)}")
     if cfg.max_batch_size > 0 and not cfg.HasField("dynamic_batching"):
         raise ValueError("Triton config has batching but no dynamic_batching")
     return cfg
@@ -151,6 +164,14 @@ def _structural_check(text: str) -> dict:
     if not all(n in text for n in needed):
         raise ValueError("invalid Triton config: needs inputs L and temperature, output ab and dynamic_batching")
     return fields
+
+
+def model_has_logits(onnx_file: str | Path) -> bool:
+    """Whether a colorize-rt ONNX has the optional ``logits`` output (classification exports do; L2 ones do not)."""
+    import onnx
+
+    model = onnx.load(str(onnx_file), load_external_data=False)
+    return "logits" in [o.name for o in model.graph.output]
 
 
 def _write_model(model_file: Path, target: Path) -> None:
@@ -179,6 +200,7 @@ def write_repository(
     version: int = 1,
     max_batch_size: int = 8,
     instance_kind: str | None = None,
+    logits: bool | None = None,
 ) -> Path:
     """Write ``model_file`` into a Triton repository at ``repo_dir`` with a validated config.
 
@@ -190,6 +212,8 @@ def write_repository(
         version: the model version folder.
         max_batch_size: the dynamic batcher's largest batch.
         instance_kind: Triton instance kind (default: GPU for plans, AUTO for ONNX).
+        logits: list the optional ``logits`` output (default: whether an ONNX has it; a plan: no, pass
+            ``model_has_logits`` of the ONNX it was built from).
 
     Returns:
         The model folder.
@@ -201,7 +225,9 @@ def write_repository(
     platform, target = PLATFORMS[suffix]
     check_model_name(name)
     kind = instance_kind or ("KIND_GPU" if platform == "tensorrt_plan" else "KIND_AUTO")  # AUTO: GPU if present
-    text = triton_config(name, platform, max_batch_size=max_batch_size, instance_kind=kind)
+    if logits is None:
+        logits = suffix == ".onnx" and model_has_logits(model_file)
+    text = triton_config(name, platform, max_batch_size=max_batch_size, instance_kind=kind, logits=logits)
     validate_config(text)
     model_dir = Path(repo_dir) / name
     (model_dir / str(version)).mkdir(parents=True, exist_ok=True)
