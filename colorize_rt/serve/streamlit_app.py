@@ -9,6 +9,7 @@ import streamlit as st
 
 from colorize_rt.core.constants import DEFAULT_T
 from colorize_rt.runtime.api import METHODS, MODES
+from colorize_rt.runtime.guidance.spec import GuidanceError, parse_hint
 from colorize_rt.serve.admission import Overloaded
 from colorize_rt.serve.service import (
     DEFAULT_SIZE,
@@ -23,6 +24,36 @@ from colorize_rt.serve.service import (
 )
 
 DISPLAY_WIDTH = 360
+
+
+def ui_hints(text: str | None):
+    """The hints box: a JSON list (``[{"x": 120, "y": 80, "color": "#c03020", "radius": 8}]``), or one
+    ``X,Y,#RRGGBB[,R]`` per line (the CLI's ``--hint``); empty -> None.
+
+    Returns:
+        The JSON text or a list of ``PointHint`` (the service checks both, and the count and bounds).
+
+    Raises:
+        UserError: a malformed line (one line naming it).
+    """
+    text = (text or "").strip()
+    if not text or text.startswith("["):
+        return text or None
+    hints = []
+    for i, line in enumerate(text.splitlines(), 1):
+        if line.strip():
+            try:
+                hints.append(parse_hint(line))
+            except GuidanceError as exc:
+                raise UserError(f"hints line {i}: {exc}") from None
+    return hints
+
+
+def ui_palette(service: ColorizeService, text: str | None, data: bytes | None):
+    """The palette: the uploaded photo's colours, else the typed ``#hex`` list, else None (UserError if bad)."""
+    if data:
+        return service.palette_from_upload(data)
+    return (text or "").strip() or None
 
 
 @st.cache_resource
@@ -66,6 +97,15 @@ def main() -> None:
         c1, c2 = st.columns(2)
         mode = c1.selectbox("Mode", MODES, key="mode")
         size = c2.slider("Network size", 64, 1024, DEFAULT_SIZE, 8, key="size")
+        with st.expander("Hints and palette", expanded=False):
+            hints_text = st.text_area(
+                "Point hints",
+                key="hints",
+                placeholder="120,80,#c03020,8  (one X,Y,#RRGGBB[,RADIUS] per line, or a JSON list)",
+                help="X, Y in the input image's pixels; the colour is carried along the object it lands on",
+            )
+            palette_text = st.text_input("Palette colours", key="palette", placeholder="#2266cc,#aa3311")
+            palette_file = st.file_uploader("…or a palette photo (its colours)", key="palette_file")
         status = st.empty()
 
     res = None
@@ -73,6 +113,8 @@ def main() -> None:
         status.info("Upload an image to start.")
     else:
         try:
+            hints = ui_hints(hints_text)
+            palette = ui_palette(service, palette_text, palette_file.getvalue() if palette_file else None)
             with st.spinner("Colorizing…"):
                 res = service.colorize(
                     upload.getvalue(),
@@ -81,6 +123,8 @@ def main() -> None:
                     mode=mode,
                     size=size,
                     reference=reference.getvalue() if reference else None,
+                    hints=hints,
+                    palette=palette,
                 )
             status.success(status_line(res))
         except UserError as exc:
@@ -119,4 +163,5 @@ def main() -> None:
     st.text(service.cache_text())
 
 
-main()
+if __name__ == "__main__":  # streamlit runs the script as __main__; importing it (tests) only defines the helpers
+    main()
