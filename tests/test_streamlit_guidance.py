@@ -32,9 +32,20 @@ def photo(sample_rgb) -> bytes:
     return _png(cv2.resize(sample_rgb["chelsea"], (160, 120), interpolation=cv2.INTER_AREA))
 
 
+@pytest.fixture(scope="module", autouse=True)
+def fresh_service(tmp_path_factory):
+    """One service for the module (Streamlit keeps it in-process), on the shipped model, with an empty result cache."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("COLORIZE_RT_MODEL", "default")
+        mp.setenv("COLORIZE_RT_BACKEND", "cpu")
+        mp.setenv("COLORIZE_RT_CACHE_DIR", str(tmp_path_factory.mktemp("streamlit-cache")))
+        mp.setenv("REDIS_URL", "")
+        streamlit_app.get_service.clear()
+        yield
+        streamlit_app.get_service.clear()
+
+
 def _run(monkeypatch, photo: bytes, hints: str = "", palette: str = "", palette_photo: bytes | None = None) -> AppTest:
-    monkeypatch.setenv("COLORIZE_RT_MODEL", "default")
-    monkeypatch.setenv("COLORIZE_RT_BACKEND", "cpu")
     at = AppTest.from_file(APP, default_timeout=120)
     at.run()
     at.file_uploader(key="upload").upload("photo.png", photo, "image/png")

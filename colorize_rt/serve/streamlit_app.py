@@ -11,6 +11,7 @@ from colorize_rt.core.constants import DEFAULT_T
 from colorize_rt.runtime.api import METHODS, MODES
 from colorize_rt.runtime.guidance.spec import GuidanceError, parse_hint
 from colorize_rt.serve.admission import Overloaded
+from colorize_rt.serve.gradio_app import ui_palette  # the same palette rule as the Gradio app (gradio is imported lazily)
 from colorize_rt.serve.service import (
     DEFAULT_SIZE,
     METHOD_LABELS,
@@ -47,13 +48,6 @@ def ui_hints(text: str | None):
             except GuidanceError as exc:
                 raise UserError(f"hints line {i}: {exc}") from None
     return hints
-
-
-def ui_palette(service: ColorizeService, text: str | None, data: bytes | None):
-    """The palette: the uploaded photo's colours, else the typed ``#hex`` list, else None (UserError if bad)."""
-    if data:
-        return service.palette_from_upload(data)
-    return (text or "").strip() or None
 
 
 @st.cache_resource
