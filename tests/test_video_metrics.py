@@ -146,3 +146,31 @@ def test_a_cut_pair_is_left_out_for_outputs_and_source_alike():
     pairs = {n: len(sc.ewarp[n]["ab"]) for n in sc.names}
     assert pairs == {"copy": 10, "gray": 10, "source": 10}  # 11 pairs, the one across the cut left out of all
     assert sc.ewarp["copy"] == sc.ewarp["source"]  # the same pairs, the same mask
+    assert sc.cuts_at == [6]  # the zoom's first frame begins the new shot
+
+
+def test_cdc_leaves_out_the_pairs_across_a_cut_for_outputs_and_source_alike():
+    from colorize_rt.eval.video_metrics import CDC_STEPS, VideoScorer, js_divergence
+
+    files = sorted(VAL_DIR.glob("*.jpg"))
+    frames = pan_frames(photo(files[4], 320, 240), 6, 160, 120) + zoom_frames(photo(files[5], 240, 180), 6, 160, 120)
+    sc = VideoScorer(["copy", "gray"])
+    for f in frames:
+        sc.add(f, {"copy": f, "gray": to_gray([f])[0]})
+    assert sc.cuts_at == [6]
+    pairs = {d: sc.cdc_pairs(d) for d in CDC_STEPS}
+    assert pairs == {1: [0, 1, 2, 3, 4, 6, 7, 8, 9, 10], 2: [0, 1, 2, 3, 6, 7, 8, 9], 4: [0, 1, 6, 7]}
+    assert sc.cdc_pairs_left_out() == 1 + 2 + 4
+    m = sc.summary()
+    for key in ("cdc", "cdc_all"):  # a copy of the source scores what the source scores, cuts or not
+        assert m["copy"][key] == m["source"][key]
+
+    def by_hand(name, d, pairs):
+        h = sc.hists[name]
+        return np.mean([np.mean([js_divergence(h[t][c], h[t + d][c]) for c in range(3)]) for t in pairs])
+
+    for name in ("gray", "source"):
+        within = np.mean([by_hand(name, d, [t for t in range(12 - d) if not t < 6 <= t + d]) for d in CDC_STEPS])
+        every = np.mean([by_hand(name, d, range(12 - d)) for d in CDC_STEPS])
+        assert m[name]["cdc"] == pytest.approx(within) and m[name]["cdc_all"] == pytest.approx(every)
+        assert m[name]["cdc"] < 0.5 * m[name]["cdc_all"]  # the two photos' histograms differ: the cut pairs dominate

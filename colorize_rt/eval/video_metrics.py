@@ -12,7 +12,9 @@ of those metrics that no luma-keeping colorizer can remove):
   ``|F + B(x + F)|^2 <= 0.01 (|F|^2 + |B(x + F)|^2) + 0.5``. In RGB in [0, 1] (reported x 1000) and on ab
   alone (CIE ab units, squared).
 * CDC (Liu et al. 2021): Jensen-Shannon divergence (natural log) of per-channel 256-bin RGB histograms of
-  frames t and t + d, averaged over channels and t, then over d in {1, 2, 4}.
+  frames t and t + d, averaged over channels and t, then over d in {1, 2, 4}. Pairs (t, t + d) that straddle
+  a scene cut are left out, as for E_warp and for every rendering alike (the cuts are found on the source);
+  ``cdc_all`` is the same over every pair, cuts included.
 * Against the source: PSNR, the paper's AuC raw and rebalanced (``core.metrics``), and colourfulness
   (Hasler & Suesstrunk 2003).
 
@@ -110,6 +112,7 @@ class VideoScorer:
         self._prev: dict | None = None
         self.frames = 0
         self.cut_pairs = 0
+        self.cuts_at: list[int] = []  # frames that begin a new shot (the pair (t - 1, t) is a cut)
 
     def add(self, source_rgb: np.ndarray, outputs: dict[str, np.ndarray]) -> None:
         """One frame: the colour source (H, W, 3) uint8 and each rendering (same shape)."""
@@ -135,6 +138,8 @@ class VideoScorer:
             dL = float((np.abs(prev_lab[SOURCE][..., 0] - L_w) * mask).sum() / total)
             cut = bool(mask.mean() < MIN_VISIBLE or dL > MAX_SOURCE_DL)  # a scene cut: no motion links the frames
             self.cut_pairs += cut
+            if cut:
+                self.cuts_at.append(self.frames)
             for n in () if cut else self.names:
                 rgb_t = prev_small[n].astype(np.float32) / 255.0
                 rgb_w = warp_by_flow(small[n].astype(np.float32) / 255.0, fw)
@@ -144,26 +149,43 @@ class VideoScorer:
         self._prev = {"gray": gray8, "small": small, "lab": lab}
         self.frames += 1
 
-    def cdc(self, name: str) -> float:
+    def cdc_pairs(self, d: int, across_cuts: bool = False) -> list[int]:
+        """The first frames t of the CDC pairs (t, t + d) scored.
+
+        Args:
+            d: the step.
+            across_cuts: also the pairs that straddle a cut (``cdc_all``).
+
+        Returns:
+            Every t in [0, frames - d), less those with a cut in (t, t + d] unless ``across_cuts``.
+        """
+        return [t for t in range(self.frames - d) if across_cuts or not any(t < b <= t + d for b in self.cuts_at)]
+
+    def cdc(self, name: str, across_cuts: bool = False) -> float:
+        """CDC of one rendering: the mean over d in ``CDC_STEPS`` of the mean over ``cdc_pairs(d)`` of the
+        channel-mean JS divergence (nan where no pair is left)."""
         hists = self.hists[name]
         per_d = []
         for d in CDC_STEPS:
-            if len(hists) > d:
-                per_d.append(
-                    np.mean(
-                        [np.mean([js_divergence(hists[t][c], hists[t + d][c]) for c in range(3)]) for t in range(len(hists) - d)]
-                    )
-                )
+            pairs = self.cdc_pairs(d, across_cuts)
+            if pairs:
+                per_d.append(np.mean([np.mean([js_divergence(hists[t][c], hists[t + d][c]) for c in range(3)]) for t in pairs]))
         return float(np.mean(per_d)) if per_d else float("nan")
 
+    def cdc_pairs_left_out(self) -> int:
+        """How many CDC pairs (over every d) straddle a cut and are left out of ``cdc``."""
+        return sum(len(self.cdc_pairs(d, True)) - len(self.cdc_pairs(d)) for d in CDC_STEPS)
+
     def summary(self) -> dict:
-        """Returns: ``{name: {ewarp_rgb_x1000, ewarp_ab, cdc, psnr, auc_raw, auc_rebal, colourfulness}}``."""
+        """Returns: ``{name: {ewarp_rgb_x1000, ewarp_ab, cdc, cdc_all, psnr, auc_raw, auc_rebal, colourfulness}}``
+        (``cdc``: cut pairs left out; ``cdc_all``: every pair)."""
         out = {}
         for n in self.names:
             m = {
                 "ewarp_rgb_x1000": 1000.0 * float(np.mean(self.ewarp[n]["rgb"])) if self.ewarp[n]["rgb"] else float("nan"),
                 "ewarp_ab": float(np.mean(self.ewarp[n]["ab"])) if self.ewarp[n]["ab"] else float("nan"),
                 "cdc": self.cdc(n),
+                "cdc_all": self.cdc(n, across_cuts=True),
                 "colourfulness": float(np.mean(self.colour[n])),
             }
             if n != SOURCE:
@@ -257,6 +279,7 @@ def score_video(
         "height": info.height,
         "cuts": stab.cuts,
         "pairs_left_out": scorer.cut_pairs,
+        "cdc_pairs_left_out": scorer.cdc_pairs_left_out(),
         "methods": methods,
         "floor": luma_floor(methods),
         "seconds": seconds,
@@ -292,14 +315,23 @@ def format_video_table(result: dict) -> str:
     """A text table of ``score_video``'s result, one row per rendering."""
     head = f"{'':<11} {'Ewarp RGB':>9} {'Ewarp ab':>9} {'CDC':>7} {'PSNR':>6} {'AuC raw':>7} {'AuC reb':>7} {'colourf':>7}"
     size = f"{result['frames']} frames {result['width']}x{result['height']}"
-    cuts = f"{result['cuts']} cuts found by the stabiliser, {result.get('pairs_left_out', 0)} pairs left out of E_warp (cuts)"
+    cuts = (
+        f"{result['cuts']} cuts found by the stabiliser, {result.get('pairs_left_out', 0)} pairs left out of E_warp "
+        f"and {result.get('cdc_pairs_left_out', 0)} of CDC (cuts)"
+    )
     lines = [f"{result['clip']}: {size}; {cuts}", head]
     for name, m in result["methods"].items():
         lines.append(
             f"{name:<11} {m['ewarp_rgb_x1000']:9.3f} {m['ewarp_ab']:9.3f} {m['cdc']:7.4f} {m.get('psnr', float('nan')):6.2f} "
             f"{m.get('auc_raw', float('nan')):7.2f} {m.get('auc_rebal', float('nan')):7.2f} {m['colourfulness']:7.2f}"
         )
-    lines.append("Ewarp RGB: x 1000, RGB in [0, 1]; Ewarp ab: CIE ab units squared; CDC: JSD (nats), d in {1, 2, 4}")
+    lines.append(
+        "Ewarp RGB: x 1000, RGB in [0, 1]; Ewarp ab: CIE ab units squared; CDC: JSD (nats), d in {1, 2, 4}, "
+        "pairs across a cut left out"
+    )
+    if result.get("cdc_pairs_left_out"):
+        every = ", ".join(f"{n} {m['cdc_all']:.4f}" for n, m in result["methods"].items())
+        lines.append(f"CDC over every pair, cuts included: {every}")
     floor = result.get("floor")
     if floor:
         rgb, cdc = floor["ewarp_rgb_x1000"], floor["cdc"]
