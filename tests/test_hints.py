@@ -17,6 +17,7 @@ from colorize_rt.runtime.guidance.propagate import (
     PropagationSettings,
     apply_point_hints,
     cascadic_solve,
+    conjugate_gradients,
     edge_weights,
     hint_mask,
 )
@@ -145,6 +146,22 @@ def test_correction_solve_reaches_the_exact_solution():
         exact = linalg.spsolve(M[free][:, free].tocsc(), -M[free][:, fixed] @ values[c].ravel()[fixed])
         np.testing.assert_allclose(out[c].ravel()[free], exact, atol=0.05)
     assert np.abs(out).max(axis=0)[~held].mean() > 5.0  # the corrections spread
+
+
+def test_colour_smoothing_step_holds_far_pixels_and_follows_hints_near_them():
+    """Step 4 (``conjugate_gradients`` with a per-pixel pull toward a target): a strong pull keeps the target, no pull
+    on a flat image spreads the held pixels' colour, and the hint pixels stay exact."""
+    L = np.full((24, 24), 50.0, np.float32)
+    held = np.zeros((24, 24), bool)
+    held[12, 12] = True
+    start = np.zeros((2, 24, 24), np.float32)
+    start[:, 12, 12] = (30.0, -10.0)
+    target = np.full((2, 24, 24), 5.0, np.float32)
+    kept = conjugate_gradients(start, L, held, np.full((24, 24), 1e6, np.float32), 5, target=target)
+    np.testing.assert_allclose(kept[:, ~held], 5.0, atol=1e-3)
+    spread = conjugate_gradients(start, L, held, np.zeros((24, 24), np.float32), 200, target=target)
+    np.testing.assert_allclose(spread[0], 30.0, atol=0.05)
+    np.testing.assert_array_equal(spread[:, 12, 12], [30.0, -10.0])
 
 
 @pytest.mark.parametrize(

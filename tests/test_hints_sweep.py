@@ -61,7 +61,7 @@ def test_sweep_on_three_photos(tmp_path):
     md = format_sweep(res)
     assert "| 20 |" in md and "siggraph17" in md and "Oracle palette" in md
     # the propagation switched off (only the hint pixels change) gains far less: the sweep measures the propagation
-    off = PropagationSettings(solve_iterations=(), reach=1e12, sweeps=())
+    off = PropagationSettings(solve_iterations=(), reach=1e12, sweeps=(), fuse_iterations=0)
     res_off = hint_sweep(
         files, model_logits_fn(threads=1), points=(0, 20), levin=False, palette=False, settings=off, progress=False
     )

@@ -1,4 +1,4 @@
-"""Point hints propagated along objects (training-free), at the network's resolution, in three steps:
+"""Point hints propagated along objects (training-free), at the network's resolution, in four steps:
 
 1. the hints' corrections (``hint ab - predicted ab`` at the hint pixels) spread over the whole image by solving
    Levin et al. 2004's affinity equations for the correction, plus a weak pull toward no correction (``screen``):
@@ -15,8 +15,12 @@
    (``F`` the filter, ``m`` the hint mask, ``h`` the hint colours), and step 1's result moves toward it by the
    confidence ``F(m) / (F(m) + k * F1)`` (``F1`` what one isolated hint pixel gives at its own position, ``k`` the
    reach): near many hints the hints' colours replace the prediction;
-3. a few Jacobi sweeps of Levin et al.'s affinity equations on the colours (each pixel the affinity-weighted mean of
-   its 3x3 neighbours), hint pixels held, from step 2's result.
+3. optionally (off by default: step 4 does better), Jacobi sweeps of Levin et al.'s affinity equations on the
+   colours (each pixel the affinity-weighted mean of its 3x3 neighbours), hint pixels held;
+4. the colours smoothed along the same affinities and held near the previous step's result ``y`` where the hints
+   are far: ``min sum_(p~q) w_pq (x_p - x_q)^2 + sum_p pull_p (x_p - y_p)^2`` with
+   ``pull_p = far * (1 - confidence_p) + near`` (step 2's confidence), a few conjugate-gradient iterations from y:
+   near the hints this is Levin's colour solve, far from them a light edge-aware smoothing of the prediction.
 
 The hint pixels get the hint colour exactly. Knobs measured on training photos (docs/hints.md).
 """
@@ -38,15 +42,20 @@ SOLVE_ITERATIONS = (100, 40, 10)
 SCREEN = 1e-4  # step 1's pull toward no correction, against affinities of up to 1 per neighbour
 VARIANCE_FACTOR = 0.6  # Levin et al.'s reference code: affinity exp(-(Y_p - Y_q)^2 / (0.6 * local variance)) ...
 VARIANCE_FLOOR = 2e-6  # ... with the variance floored, in (L*/100)^2
+# Step 4: CG iterations of min sum w (x_p - x_q)^2 + sum pull_p (x_p - y_p)^2 from the earlier steps' result y, with
+# pull_p = FUSE_FAR * (1 - confidence_p) + FUSE_NEAR (step 2's confidence); 0 skips step 4.
+FUSE_ITERATIONS = 20
+FUSE_FAR = 1e-2
+FUSE_NEAR = 1e-4
 SIGMA_SPACE = 192.0  # filter's spatial extent, in network pixels
 SIGMA_RANGE = 12.0  # lightness step (L* units) that counts as one spatial sigma of distance: edges stop hints
 REACH = 0.02  # k: a hint's colour fades where its filtered mask falls below k times its peak
 ITERATIONS = 3
-# Step 3: Jacobi sweeps of the affinity equations per pyramid level, coarsest first; () = none. Shipped: 10 at the
-# network resolution (the previous release, without step 1: 60). Without step 1, (150, 50, 0) with ANCHOR 0.01 (a
+# Step 3: Jacobi sweeps of the affinity equations per pyramid level, coarsest first; () = none. Shipped: none (step 4
+# measured better; the previous release, without steps 1 and 4: 60). Without step 1, (150, 50, 0) with ANCHOR 0.01 (a
 # quarter, a half, then upsampled; unreached pixels held at the prediction) measured +0.1 dB PSNR at 10 hints but 1.4
 # points less rebalanced AuC on the validation sweep (docs/hints.md).
-SWEEPS = (10,)
+SWEEPS = ()
 ANCHOR = 0.0  # pixels where the filter's confidence is below this keep the prediction during the sweeps (0: none)
 
 
@@ -55,8 +64,8 @@ class PropagationSettings:
     """The propagation's knobs (defaults measured on training photos: docs/hints.md).
 
     ``solve_iterations=()`` skips step 1 (the correction solve), a huge ``reach`` (1e12) makes step 2 a no-op and
-    ``sweeps=()`` skips step 3: all three off leaves only the hint pixels changed. ``solve_iterations=()`` with
-    ``sweeps=(60,)`` is the previous release's propagation.
+    ``sweeps=()`` skips step 3, ``fuse_iterations=0`` step 4: all four off leaves only the hint pixels changed.
+    ``PropagationSettings(solve_iterations=(), sweeps=(60,), fuse_iterations=0)`` is the previous release's.
     """
 
     sigma_space: float = SIGMA_SPACE
@@ -67,6 +76,9 @@ class PropagationSettings:
     anchor: float = ANCHOR
     solve_iterations: tuple[int, ...] = SOLVE_ITERATIONS
     screen: float = SCREEN
+    fuse_iterations: int = FUSE_ITERATIONS
+    fuse_far: float = FUSE_FAR
+    fuse_near: float = FUSE_NEAR
 
 
 def _recursive_pass(x: np.ndarray, a: np.ndarray) -> np.ndarray:
@@ -178,6 +190,10 @@ def apply_point_hints(
         anchored = held | (confidence[..., 0] < settings.anchor)
         values = np.where(held[None], np.moveaxis(hint_ab, -1, 0), out) * anchored[None]
         out = coarse_to_fine(out, L, anchored.astype(np.float32), values, settings.sweeps)
+    if settings.fuse_iterations:
+        # step 4: the colours smoothed along the affinities, held near step 3's result where the hints are far
+        pull = np.float32(settings.fuse_far) * (1.0 - confidence[..., 0]) + np.float32(settings.fuse_near)
+        out = conjugate_gradients(out, L, held, pull, settings.fuse_iterations, target=out)
     return np.ascontiguousarray(out)
 
 
@@ -346,15 +362,24 @@ def _stencil(L: np.ndarray, held: np.ndarray, screen: float) -> np.ndarray:
     return stencil
 
 
-def conjugate_gradients(x: np.ndarray, L: np.ndarray, held: np.ndarray, screen: float, iterations: int) -> np.ndarray:
-    """Jacobi-preconditioned conjugate gradients on the screened affinity Laplacian, ``held`` pixels fixed.
+def conjugate_gradients(
+    x: np.ndarray,
+    L: np.ndarray,
+    held: np.ndarray,
+    screen: float | np.ndarray,
+    iterations: int,
+    target: np.ndarray | None = None,
+) -> np.ndarray:
+    """Jacobi-preconditioned conjugate gradients on the screened affinity Laplacian, ``held`` pixels fixed:
+    ``min sum_(p~q) w_pq (x_p - x_q)^2 + sum_p screen_p (x_p - target_p)^2``.
 
     Args:
         x: (c, h, w) float32 start; its values at ``held`` pixels are the constraints.
         L: (h, w) L* (the affinities).
         held: (h, w) bool.
-        screen: the pull toward 0 (``PropagationSettings.screen``).
+        screen: the pull toward ``target``, one value or one per pixel (h, w).
         iterations: CG iterations.
+        target: (c, h, w) what the screen pulls toward (None: 0).
 
     Returns:
         (c, h, w) float32.
@@ -376,6 +401,8 @@ def conjugate_gradients(x: np.ndarray, L: np.ndarray, held: np.ndarray, screen: 
     x = x.astype(np.float32, copy=True)
     q, tmp = np.empty_like(x), np.empty_like(x)
     residual = -apply(x, q, tmp)  # zero at held pixels (their rows are zero)
+    if target is not None:
+        residual += np.where(held, np.float32(0.0), screen).astype(np.float32) * target
     z = residual * inverse
     direction = z.copy()
     rz = np.einsum("chw,chw->c", residual, z)
