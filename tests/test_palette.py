@@ -237,3 +237,31 @@ def test_palette_sweep_scores_oracle_and_wrong_reference(sample_rgb, tmp_path):
         assert r["oracle_gain"]["even"]["n_images"] + r["oracle_gain"]["odd"]["n_images"] == 3
         assert r["wrong_reference"]["tv_to_reference_with"] < r["wrong_reference"]["tv_to_reference_without"]
     assert format_report(rep).count("\n| ") == len(SETTINGS) + 2  # the header, its rule and one row each
+
+
+def test_eval_cli_palette_sweep_json_and_errors(sample_rgb, tmp_path, capsys):
+    """``colorize-eval --palette-sweep``: the report as a table and JSON; a gray-only folder and an L2 model are one
+    line each (exit 2)."""
+    import json
+
+    from colorize_rt.eval.cli import main as eval_main
+    from colorize_rt.eval.palette_sweep import SETTINGS
+
+    photos, grays = tmp_path / "photos", tmp_path / "grays"
+    photos.mkdir()
+    grays.mkdir()
+    write_rgb(photos / "coffee.png", sample_rgb["coffee"][::2, ::2].copy())
+    write_rgb(grays / "gray.png", np.full((64, 64, 3), 128, np.uint8))
+    out = tmp_path / "palette.json"
+    assert eval_main(["--data", str(photos), "--palette-sweep", "--json", str(out)]) == 0
+    rep = json.loads(out.read_text())
+    assert rep["n_images"] == 1 and set(rep["settings"]) == {s.name for s in SETTINGS}
+    assert rep["settings"][SETTINGS[0].name]["oracle_gain"]["all"]["psnr"] > 0.5
+    assert rep["settings"][SETTINGS[0].name]["oracle_gain"]["odd"]["n_images"] == 0
+    capsys.readouterr()
+    assert eval_main(["--data", str(grays), "--palette-sweep"]) == 2
+    err = [line for line in capsys.readouterr().err.strip().splitlines() if not line.startswith("palette sweep:")]  # tqdm
+    assert len(err) == 1 and "no colour images to score" in err[0]
+    assert eval_main(["--data", str(photos), "--palette-sweep", "--model", str(resolve_model("default-l2"))]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "no 313-bin 'logits' output" in err[0]

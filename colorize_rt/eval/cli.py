@@ -70,9 +70,15 @@ from .scoring import evaluate, format_table
     help="point hints and palette instead (eval.hint_sweep): siggraph17's sweep of N hints, the oracle and a wrong "
     "reference palette, with Levin et al. 2004 as the baseline; the first --model (default: the shipped default)",
 )
+@click.option(
+    "--palette-sweep",
+    is_flag=True,
+    help="the palette alone (eval.palette_sweep): oracle and wrong-reference palettes in each setting (per-L* bands "
+    "or one target, sharper or plain temperature), with the even / odd halves; the first --model (default: the shipped default)",
+)
 @click.option("--two-pass", is_flag=True, help="with --video: also score the two-pass (forward + backward) stabiliser")
 @click.option("--json", "json_out", type=click.Path(dir_okay=False, path_type=Path), help="write results as JSON")
-def cli(models, data, videos, temperature, limit, prior_path, resamples, group_by, hint_sweep, two_pass, json_out):
+def cli(models, data, videos, temperature, limit, prior_path, resamples, group_by, hint_sweep, palette_sweep, two_pass, json_out):
     """Score models with the paper's metrics (raw / rebalanced AuC, PSNR) against the gray baseline."""
     if json_out:
         _check_json_out(json_out, [*models, *videos, *([prior_path] if prior_path else [])])
@@ -83,6 +89,8 @@ def cli(models, data, videos, temperature, limit, prior_path, resamples, group_b
         raise _UsageError(f"no images under {data}")
     if hint_sweep:
         return _hint_sweep(files, models, temperature, json_out)
+    if palette_sweep:
+        return _palette_sweep(files, models, temperature, json_out)
     group_of = group_function(group_by, data) if group_by else None
     if group_of is not None:
         try:
@@ -126,6 +134,24 @@ def _hint_sweep(files, models, temperature, json_out) -> None:
     click.echo(format_sweep(result))
     if json_out:
         atomic_write_text(json_out, json.dumps(result, indent=2, default=str))
+
+
+def _palette_sweep(files, models, temperature, json_out) -> None:
+    """``--palette-sweep``: the palette's oracle and wrong reference per setting, first --model (or the shipped default)."""
+    from .hint_sweep import model_logits_fn
+    from .palette_sweep import format_report, palette_report, palette_sweep
+
+    try:
+        logits_fn = model_logits_fn(models[0] if models else None)
+    except Exception as exc:  # a user's file: ONNX Runtime raises many types for bad ones
+        raise _UsageError(f"cannot use {models[0] if models else 'default'}: {str(exc).splitlines()[0]}") from None
+    result = palette_sweep(files, logits_fn, temperature=temperature)
+    if not result["none"]:
+        raise _UsageError(f"no colour images to score ({result['n_excluded']} nearly colourless or unreadable)")
+    report = palette_report(result)
+    click.echo(format_report(report))
+    if json_out:
+        atomic_write_text(json_out, json.dumps(report, indent=2))
 
 
 def _score_videos(videos, models, temperature, limit, json_out, two_pass=False) -> None:

@@ -69,7 +69,10 @@ def _row(lab: np.ndarray, ab: np.ndarray) -> dict:
 
 
 def summarize_rows(rows: Sequence[dict]) -> dict:
-    """Scores of a set of per-photo rows (``{"joint", "psnr"}``): mean PSNR, raw (per image) and rebalanced AuC."""
+    """Scores of a set of per-photo rows (``{"joint", "psnr"}``): mean PSNR, raw (per image) and rebalanced AuC (NaN
+    for no rows)."""
+    if not rows:
+        return {"psnr": float("nan"), "auc_raw": float("nan"), "auc_rebal": float("nan"), "n_images": 0}
     hist = np.sum([r["joint"] for r in rows], axis=0)
     per_bin = hist.sum(1)
     w = np.where(per_bin > 0, 1.0 / np.maximum(per_bin, 1e-12), 0.0)
