@@ -265,3 +265,13 @@ def test_eval_cli_palette_sweep_json_and_errors(sample_rgb, tmp_path, capsys):
     assert eval_main(["--data", str(photos), "--palette-sweep", "--model", str(resolve_model("default-l2"))]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "no 313-bin 'logits' output" in err[0]
+
+
+def test_unthreaded_annealed_mean_is_the_annealed_mean():
+    """The palette's decode (no BLAS call, so no spinning BLAS threads before the hint propagation) is the core's."""
+    from colorize_rt.core.decode import annealed_mean
+    from colorize_rt.runtime.guidance.palette import annealed_mean_unthreaded
+
+    logits = np.random.default_rng(0).normal(0, 3, (2, 313, 6, 7)).astype(np.float32)
+    for t in (0.25, 0.38, 1.0):
+        np.testing.assert_allclose(annealed_mean_unthreaded(logits, t), annealed_mean(logits, t), atol=1e-4)
