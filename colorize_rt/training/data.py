@@ -53,6 +53,12 @@ class ColorizationDataset(Dataset):
         return bgr
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        lab, _ = self.sample_lab(index)
+        return self.targets(lab)
+
+    def sample_lab(self, index: int) -> tuple[np.ndarray, np.random.Generator]:
+        """The crop of item ``index`` as Lab (crop, crop, 3) float32, and its generator (seeded per (seed, epoch,
+        index); a subclass draws more from it after the crop and flip, e.g. simulated hints)."""
         for attempt in range(len(self.files)):
             bgr = self._read((index + attempt) % len(self.files))
             if bgr is not None:
@@ -66,7 +72,10 @@ class ColorizationDataset(Dataset):
         rgb = _crop(rgb, self.crop, rng if self.train else None)
         if self.train and rng.random() < 0.5:
             rgb = rgb[:, ::-1]
-        lab = rgb_to_lab(rgb.astype(np.float32) / 255.0)
+        return rgb_to_lab(rgb.astype(np.float32) / 255.0), rng
+
+    def targets(self, lab: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+        """(L (1, H, W), ab at 1/4 resolution (2, H/4, W/4)) of a Lab crop."""
         q = self.crop // 4
         ab_small = cv2.resize(lab[..., 1:], (q, q), interpolation=cv2.INTER_AREA)
         L = torch.from_numpy(np.ascontiguousarray(lab[None, ..., 0]))

@@ -25,13 +25,12 @@ import numpy as np
 import torch
 
 from ..core.atomic import atomic_path, atomic_write_text
-from ..core.color import rgb_to_lab
 from ..core.constants import AB_NORM, DEFAULT_T, L_CENT, L_NORM
 from ..core.prior import rebalance_weights
 from ..models.decode import annealed_mean_torch, bins_tensor
 from ..models.from_onnx import lite_from_onnx
 from ..models.hint_lite import HintLiteColorizer, hint_tensor
-from .data import ColorizationDataset, _crop, _rescale_short_side
+from .data import ColorizationDataset
 from .hint_sim import HintSimulation, simulate_hints
 from .loss import l2_loss, rebalanced_ce, soft_encode_torch
 from .train import cpu_seconds
@@ -135,28 +134,11 @@ class HintDataset(ColorizationDataset):
         self.sim = sim
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        import cv2
-
-        for attempt in range(len(self.files)):
-            bgr = self._read((index + attempt) % len(self.files))
-            if bgr is not None:
-                break
-        else:  # pragma: no cover - every file unreadable
-            raise RuntimeError("no readable images in the dataset")
-        rng = np.random.default_rng([self.seed, self.epoch, index])
-        rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
-        if self.scale_jitter > 0:
-            rgb = _rescale_short_side(rgb, round(self.crop * (1 + self.scale_jitter * rng.random())))
-        rgb = _crop(rgb, self.crop, rng)
-        if rng.random() < 0.5:
-            rgb = rgb[:, ::-1]
-        lab = rgb_to_lab(np.ascontiguousarray(rgb).astype(np.float32) / 255.0)
-        q = self.crop // 4
-        ab_small = cv2.resize(lab[..., 1:], (q, q), interpolation=cv2.INTER_AREA)
+        lab, rng = self.sample_lab(index)
+        L, ab_small = self.targets(lab)
         mask, hab = simulate_hints(lab[..., 1:], rng, self.sim)
         hints = hint_tensor(torch.from_numpy(mask)[None, None], torch.from_numpy(hab.transpose(2, 0, 1).copy())[None])[0]
-        L = torch.from_numpy(np.ascontiguousarray(lab[None, ..., 0]))
-        return L, torch.from_numpy(np.ascontiguousarray(ab_small.transpose(2, 0, 1))), hints
+        return L, ab_small, hints
 
 
 def build_model(cfg: HintFinetuneConfig) -> HintLiteColorizer:
