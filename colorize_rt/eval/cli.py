@@ -122,14 +122,21 @@ def cli(models, data, videos, temperature, limit, prior_path, resamples, group_b
         atomic_write_text(json_out, json.dumps(result, indent=2))
 
 
-def _hint_sweep(files, models, temperature, json_out) -> None:
-    """``--hint-sweep``: the point-hint and palette sweep of the first --model (or the shipped default)."""
-    from .hint_sweep import format_sweep, hint_sweep, model_logits_fn
+def _logits_fn(models):
+    """The first --model's (or the shipped default's) L -> (ab, logits) function; a bad file is a usage error."""
+    from .hint_sweep import model_logits_fn
 
     try:
-        logits_fn = model_logits_fn(models[0] if models else None)
+        return model_logits_fn(models[0] if models else None)
     except Exception as exc:  # a user's file: ONNX Runtime raises many types for bad ones
         raise _UsageError(f"cannot use {models[0] if models else 'default'}: {str(exc).splitlines()[0]}") from None
+
+
+def _hint_sweep(files, models, temperature, json_out) -> None:
+    """``--hint-sweep``: the point-hint and palette sweep of the first --model (or the shipped default)."""
+    from .hint_sweep import format_sweep, hint_sweep
+
+    logits_fn = _logits_fn(models)
     result = hint_sweep(files, logits_fn, temperature=temperature)
     click.echo(format_sweep(result))
     if json_out:
@@ -138,13 +145,9 @@ def _hint_sweep(files, models, temperature, json_out) -> None:
 
 def _palette_sweep(files, models, temperature, json_out) -> None:
     """``--palette-sweep``: the palette's oracle and wrong reference per setting, first --model (or the shipped default)."""
-    from .hint_sweep import model_logits_fn
     from .palette_sweep import format_report, palette_report, palette_sweep
 
-    try:
-        logits_fn = model_logits_fn(models[0] if models else None)
-    except Exception as exc:  # a user's file: ONNX Runtime raises many types for bad ones
-        raise _UsageError(f"cannot use {models[0] if models else 'default'}: {str(exc).splitlines()[0]}") from None
+    logits_fn = _logits_fn(models)
     result = palette_sweep(files, logits_fn, temperature=temperature)
     if not result["none"]:
         raise _UsageError(f"no colour images to score ({result['n_excluded']} nearly colourless or unreadable)")
