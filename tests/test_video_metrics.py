@@ -134,7 +134,8 @@ def test_two_pass_and_the_luma_floor_on_a_pan(colorizer, pan_clip):
         assert floor[key]["best_reduction"] == pytest.approx(1 - floor[key]["floor"] / m["per-frame"][key])
 
 
-def test_a_cut_pair_is_left_out_for_outputs_and_source_alike():
+def _scored_cut_clip():
+    """A pan then a cut to a zoom (6 + 6 frames), scored for a copy of the source and its gray input."""
     from colorize_rt.eval.video_metrics import VideoScorer
 
     files = sorted(VAL_DIR.glob("*.jpg"))
@@ -142,6 +143,11 @@ def test_a_cut_pair_is_left_out_for_outputs_and_source_alike():
     sc = VideoScorer(["copy", "gray"])
     for f in frames:
         sc.add(f, {"copy": f, "gray": to_gray([f])[0]})
+    return sc
+
+
+def test_a_cut_pair_is_left_out_for_outputs_and_source_alike():
+    sc = _scored_cut_clip()
     assert sc.cut_pairs == 1 and type(sc.cut_pairs) is int  # (a numpy integer broke --json)
     pairs = {n: len(sc.ewarp[n]["ab"]) for n in sc.names}
     assert pairs == {"copy": 10, "gray": 10, "source": 10}  # 11 pairs, the one across the cut left out of all
@@ -150,13 +156,9 @@ def test_a_cut_pair_is_left_out_for_outputs_and_source_alike():
 
 
 def test_cdc_leaves_out_the_pairs_across_a_cut_for_outputs_and_source_alike():
-    from colorize_rt.eval.video_metrics import CDC_STEPS, VideoScorer, js_divergence
+    from colorize_rt.eval.video_metrics import CDC_STEPS, js_divergence
 
-    files = sorted(VAL_DIR.glob("*.jpg"))
-    frames = pan_frames(photo(files[4], 320, 240), 6, 160, 120) + zoom_frames(photo(files[5], 240, 180), 6, 160, 120)
-    sc = VideoScorer(["copy", "gray"])
-    for f in frames:
-        sc.add(f, {"copy": f, "gray": to_gray([f])[0]})
+    sc = _scored_cut_clip()
     assert sc.cuts_at == [6]
     pairs = {d: sc.cdc_pairs(d) for d in CDC_STEPS}
     assert pairs == {1: [0, 1, 2, 3, 4, 6, 7, 8, 9, 10], 2: [0, 1, 2, 3, 6, 7, 8, 9], 4: [0, 1, 6, 7]}
