@@ -14,21 +14,18 @@ from colorize_rt.models import create_model
 from colorize_rt.models.checkpoint import save_checkpoint
 
 
+def _tiny_checkpoint(path, head: str = "classification"):
+    """A seeded width-0.125 ``mobile`` checkpoint with ``head`` (classification or regression) at ``path``."""
+    torch.manual_seed(0)
+    net = create_model("mobile", width=0.125, head=head)
+    state = {"model": net.state_dict(), "variant": "mobile", "config": {}, "step": 0}
+    return save_checkpoint(path, {**state, "variant_args": {"width": 0.125, "head": head}})
+
+
 @pytest.fixture(scope="module")
 def repo(tmp_path_factory):
     d = tmp_path_factory.mktemp("t")
-    torch.manual_seed(0)
-    net = create_model("mobile", width=0.125)
-    ck = save_checkpoint(
-        d / "c.pt",
-        {
-            "model": net.state_dict(),
-            "variant": "mobile",
-            "variant_args": {"width": 0.125, "head": "classification"},
-            "config": {},
-            "step": 0,
-        },
-    )
+    ck = _tiny_checkpoint(d / "c.pt")
     r = CliRunner().invoke(
         export_main,
         [str(ck), "-o", str(d / "m.onnx"), "--triton", str(d / "repo"), "--triton-max-batch", "16"],
@@ -93,18 +90,7 @@ def test_config_outputs_are_the_models_and_logits_serve_a_palette(repo, tmp_path
     blue = palette_ab(logits[:1], palette_from_colors("#2050e0"), 0.38, (64, 96))
     assert blue[1].mean() < ab[0][1].mean() - 5  # b* toward blue
 
-    torch.manual_seed(0)
-    net = create_model("mobile", width=0.125, head="regression")
-    ck = save_checkpoint(
-        tmp_path / "l2.pt",
-        {
-            "model": net.state_dict(),
-            "variant": "mobile",
-            "variant_args": {"width": 0.125, "head": "regression"},
-            "config": {},
-            "step": 0,
-        },
-    )
+    ck = _tiny_checkpoint(tmp_path / "l2.pt", head="regression")
     r = CliRunner().invoke(export_main, [str(ck), "-o", str(tmp_path / "l2.onnx"), "--triton", str(tmp_path / "repo")])
     assert r.exit_code == 0, r.output
     l2 = (tmp_path / "repo" / "colorize" / "config.pbtxt").read_text()
