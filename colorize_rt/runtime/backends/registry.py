@@ -447,6 +447,16 @@ def _key(models: list[Path], threads: int, purpose: str) -> str:
 _RUNTIME_MODULE = {"cpu": "onnxruntime", "openvino": "openvino", "opencv": "cv2"}
 
 
+def _runtime_installed(backend: str) -> bool:
+    """Whether a CPU backend's runtime is installed, found without importing it (OpenVINO: ``openvino_installed``)."""
+    import importlib.util
+
+    if backend == "openvino":
+        return openvino_installed()
+    module = _RUNTIME_MODULE[backend]
+    return module in sys.modules or importlib.util.find_spec(module) is not None
+
+
 def _for_job(
     opened: tuple[Runner, str, Verdict], models: list[Path], threads: int, max_side: int, purpose: str, verdicts, runs
 ) -> tuple[Runner, str, Verdict]:
@@ -474,17 +484,12 @@ def _open_winner(
     """Open a saved table's winner for a job of ``runs`` (``CpuChoice.winner_for``); None where it is not a
     candidate any more (its model or runtime gone), fails to open or fails its check. Found from the row itself:
     listing every candidate reads each model's metadata (70 ms of CPU at every start on the 2-core Xeon)."""
-    import importlib.util
-
     row = choice.winner_for(runs)
     model = next((m for m in models if m.name == row.model), None)
     backend, precision = row.backend, row.precision or "f32"
-    runtime = _RUNTIME_MODULE.get(backend)
-    if model is None or runtime is None or _label(backend, model, precision) != row.label:
+    if model is None or backend not in _RUNTIME_MODULE or _label(backend, model, precision) != row.label:
         return None
-    if runtime not in sys.modules and importlib.util.find_spec(runtime) is None:
-        return None
-    if backend == "openvino" and not openvino_installed():
+    if not _runtime_installed(backend):
         return None
     try:
         runner = _activate_cpu(backend, model, threads, max_side, purpose, precision)
