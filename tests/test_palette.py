@@ -268,10 +268,15 @@ def test_eval_cli_palette_sweep_json_and_errors(sample_rgb, tmp_path, capsys):
 
 
 def test_unthreaded_annealed_mean_is_the_annealed_mean():
-    """The palette's decode (no BLAS call, so no spinning BLAS threads before the hint propagation) is the core's."""
-    from colorize_rt.core.decode import annealed_mean
-    from colorize_rt.runtime.guidance.palette import annealed_mean_unthreaded
+    """The decode (an einsum: no BLAS call, so no spinning BLAS threads before the hint propagation) is the annealed
+    mean: softmax(logits / T) against the bin centres, on any axis."""
+    from colorize_rt.core.bins import ab_bins
+    from colorize_rt.core.decode import annealed_mean, softmax
 
     logits = np.random.default_rng(0).normal(0, 3, (2, 313, 6, 7)).astype(np.float32)
     for t in (0.25, 0.38, 1.0):
-        np.testing.assert_allclose(annealed_mean_unthreaded(logits, t), annealed_mean(logits, t), atol=1e-4)
+        p = softmax(logits.astype(np.float64) / t, 1)
+        reference = np.moveaxis(np.tensordot(np.moveaxis(p, 1, -1), ab_bins().astype(np.float64), axes=([-1], [0])), -1, 1)
+        np.testing.assert_allclose(annealed_mean(logits, t), reference, atol=1e-4)
+        last = annealed_mean(np.moveaxis(logits, 1, -1), t, axis=-1)
+        np.testing.assert_allclose(last, np.moveaxis(reference, 1, -1), atol=1e-4)

@@ -20,11 +20,15 @@ def annealed_mean(logits: np.ndarray, temperature: float = DEFAULT_T, axis: int 
     Logits are log-probabilities up to a constant, so softmax(logits / T) is the paper's
     re-normalised exp(log Z / T). T -> 0 gives the mode, T = 1 the mean.
     Torch twin: ``annealed_mean_torch`` (``colorize_rt.models.decode``).
+
+    The sum over the bins is an ``einsum``, not a BLAS call (``tensordot``): BLAS leaves its worker threads
+    spinning after a call, and on 2 cores that made the hint propagation right after a palette's decode about
+    twice as slow (1 MP update with hints + palette: 225 -> 121 ms).
     """
     if temperature <= 0:
         raise ValueError(f"temperature must be > 0; got {temperature}")
     p = softmax(np.asarray(logits, np.float64) / temperature, axis)
-    ab = np.tensordot(np.moveaxis(p, axis, -1), ab_bins().astype(np.float64), axes=([-1], [0]))
+    ab = np.einsum("...k,kc->...c", np.moveaxis(p, axis, -1), ab_bins().astype(np.float64))
     return np.moveaxis(ab, -1, axis).astype(np.float32)
 
 

@@ -14,27 +14,10 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from ...core.bins import ab_bins
-from ...core.decode import PALETTE_ROUNDS, annealed_mean, palette_log_weights, softmax
+from ...core.decode import PALETTE_ROUNDS, annealed_mean, palette_log_weights
 from .spec import PaletteTarget, band_of
 
 PALETTE_SHARPEN = 0.66  # palette temperature / plain temperature (0.38 -> 0.25), chosen on 70 training photos
-
-
-def annealed_mean_unthreaded(logits: np.ndarray, temperature: float) -> np.ndarray:
-    """``core.decode.annealed_mean`` over axis 1 without a BLAS call (``einsum``, not ``tensordot``): a BLAS call
-    leaves its worker threads spinning, and on 2 cores that made the hint propagation right after a palette run about
-    twice as slow (1 MP update with hints + palette: 225 -> 121 ms).
-
-    Args:
-        logits: (N, 313, h, w).
-        temperature: > 0.
-
-    Returns:
-        (N, 2, h, w) float32.
-    """
-    p = softmax(np.asarray(logits, np.float64) / temperature, 1)
-    return np.einsum("nkhw,kc->nchw", p, ab_bins().astype(np.float64)).astype(np.float32)
 
 
 def palette_weights(
@@ -97,6 +80,6 @@ def palette_ab(
             raise ValueError(f"sharpen must be in (0, 1]; got {sharpen}")
         t = float(temperature) * sharpen
         w = palette_weights(logits, palette, t, L, rounds)
-        ab = annealed_mean_unthreaded(logits + np.float32(t) * w[None], t)[0]
+        ab = annealed_mean(logits + np.float32(t) * w[None], t)[0]
     H, W = out_hw
     return np.stack([cv2.resize(c, (W, H), interpolation=cv2.INTER_LINEAR) for c in ab])
