@@ -115,7 +115,7 @@ class _Scores:
         }
 
 
-def _hist_distance(ab: np.ndarray, target: np.ndarray) -> float:
+def hist_distance(ab: np.ndarray, target: np.ndarray) -> float:
     """Total-variation distance between the bin histogram of ``ab`` (2, H, W) and a target (313,)."""
     h = bin_histogram(np.moveaxis(ab, 0, -1))
     return 0.5 * float(np.abs(h / h.sum() - target).sum())
@@ -178,8 +178,8 @@ def hint_sweep(
         pal["oracle"].add(L, palette_ab(logits, oracle, temperature, L.shape, L=L), ab_true, rgb_true)
         if len(labs) > 1:  # the wrong reference: the previous photo's colours
             ref = palette_from_ab(labs[-2][..., 1:], "previous photo", labs[-2][..., 0])
-            wrong["tv_none"].append(_hist_distance(none, ref.target))
-            wrong["tv_palette"].append(_hist_distance(palette_ab(logits, ref, temperature, L.shape, L=L), ref.target))
+            wrong["tv_none"].append(hist_distance(none, ref.target))
+            wrong["tv_palette"].append(hist_distance(palette_ab(logits, ref, temperature, L.shape, L=L), ref.target))
     points_out = {m: {n: s.result() for n, s in per.items()} for m, per in scores.items()}
     for per in points_out.values():
         base = per[points[0]] if points[0] == 0 else None

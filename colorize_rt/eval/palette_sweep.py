@@ -25,10 +25,9 @@ from tqdm import tqdm
 from ..core.color import lab_to_rgb, merge_l_ab
 from ..core.constants import DEFAULT_T
 from ..core.metrics import AucAccumulator, auc_of_counts, psnr
-from ..core.prior import bin_histogram
 from ..runtime.guidance.palette import PALETTE_SHARPEN, palette_ab
 from ..runtime.guidance.spec import PaletteTarget, palette_from_ab
-from .hint_sweep import LogitsFn, square_lab
+from .hint_sweep import LogitsFn, hist_distance, square_lab
 from .scoring import MIN_CHROMA
 
 
@@ -48,12 +47,6 @@ SETTINGS = (
     PaletteSetting("6 L* bands, plain T", sharpen=1.0),
     PaletteSetting("global, plain T (before)", bands=False, sharpen=1.0),
 )
-
-
-def _tv(ab: np.ndarray, target: np.ndarray) -> float:
-    """Total-variation distance between the bin histogram of ``ab`` (2, H, W) and a target (313,)."""
-    h = bin_histogram(np.moveaxis(ab, 0, -1))
-    return 0.5 * float(np.abs(h / h.sum() - target).sum())
 
 
 def _target(lab: np.ndarray, label: str, bands: bool) -> PaletteTarget:
@@ -134,8 +127,8 @@ def palette_sweep(
             if previous is not None:
                 ref = _target(previous, "previous photo", s.bands)
                 moved = palette_ab(logits, ref, temperature, L.shape, L=L, sharpen=s.sharpen)
-                out["wrong"][s.name]["tv_none"].append(_tv(none, ref.target))
-                out["wrong"][s.name]["tv_palette"].append(_tv(moved, ref.target))
+                out["wrong"][s.name]["tv_none"].append(hist_distance(none, ref.target))
+                out["wrong"][s.name]["tv_palette"].append(hist_distance(moved, ref.target))
         previous = lab
     out["names"], out["n_excluded"] = names, excluded
     return out
