@@ -143,6 +143,39 @@ def test_a_loaded_measurement_is_measured_again_and_the_least_loaded_kept(monkey
     assert "other processes took 40% of the CPU; loaded, the least loaded of 3 tries" in text
 
 
+def test_a_table_still_loaded_after_its_tries_gets_one_more_a_day_later(monkeypatch):
+    """Three loaded tries (60 %, 40 %, 50 %) are recalled the same day; a day after the last, one more try runs,
+    and a quiet one replaces the table for good. A loaded extra try that loses restarts the day's wait."""
+    monkeypatch.setenv(auto_background.AUTO_MEASURE_ENV, "sync")
+    calls = _spy_measurements(monkeypatch)
+    shares = iter([0.6, 0.4, 0.5, 0.7, 0.02])
+    monkeypatch.setattr(auto_choice, "new_load_meter", lambda: FakeMachine(others_share=next(shares)).meter())
+    now = [1_000_000.0]
+    monkeypatch.setattr(auto_choice.time, "time", lambda: now[0])  # the time module: the registry's clock too
+
+    def start() -> auto_choice.CpuChoice:
+        runner, _ = open_runner(MODELS["default"], "auto")
+        runner.deactivate()
+        return load_choice(runner.auto_choice.key)
+
+    for _ in range(3):
+        start()
+        now[0] += 60
+    assert len(calls) == 3
+    now[0] += auto_choice.RETRY_LOADED_AFTER_S - 300  # the same day: recalled
+    assert start().tries == 3 and len(calls) == 3
+    now[0] += 600  # a day after the last try: a fourth, loaded (70 %), loses to the 40 % table
+    kept = start()
+    assert len(calls) == 4 and kept.tries == 4 and kept.others_share == pytest.approx(0.4) and kept.tried_at == now[0]
+    now[0] += 3600  # the wait starts again from that try
+    assert start().tries == 4 and len(calls) == 4
+    now[0] += auto_choice.RETRY_LOADED_AFTER_S
+    quiet = start()
+    assert len(calls) == 5 and not quiet.loaded and quiet.others_share == pytest.approx(0.02)
+    now[0] += 30 * auto_choice.RETRY_LOADED_AFTER_S
+    assert start().others_share == pytest.approx(0.02) and len(calls) == 5  # a quiet table stands
+
+
 def test_a_quiet_measurement_is_kept_after_a_loaded_one(monkeypatch):
     monkeypatch.setenv(auto_background.AUTO_MEASURE_ENV, "sync")
     calls = _spy_measurements(monkeypatch)
@@ -190,8 +223,8 @@ def test_no_table_runs_provisional_onnx_runtime_and_measures_in_the_background(m
 def test_provisional_never_runs_a_backend_that_failed_its_self_check(monkeypatch, started):
     real = registry.check_runner
 
-    def check(runner, model_path, backend, use_cache=True):
-        verdict = real(runner, model_path, backend, use_cache=False)
+    def check(runner, model_path, backend, use_cache=True, judge_as=None):
+        verdict = real(runner, model_path, backend, use_cache=False, judge_as=judge_as)
         if backend == "cpu":  # ONNX Runtime (first in the order) fails on this machine
             verdict.status = "fail"
         return verdict
@@ -202,7 +235,11 @@ def test_provisional_never_runs_a_backend_that_failed_its_self_check(monkeypatch
     with runner:
         assert used == "openvino" and runner.auto_choice.runner.startswith("openvino-")
     assert verdicts[0].backend == "cpu" and verdicts[0].status == "fail" and verdicts[-1].status == "pass"
-    monkeypatch.setattr(registry, "check_runner", lambda r, m, b, use_cache=True: _failing(real(r, m, b, use_cache=False)))
+    monkeypatch.setattr(
+        registry,
+        "check_runner",
+        lambda r, m, b, use_cache=True, judge_as=None: _failing(real(r, m, b, use_cache=False, judge_as=judge_as)),
+    )
     with pytest.raises(SelfCheckError):  # every candidate fails: refused, as before
         open_runner(MODELS["default"], "auto", warn=lambda m: None)
 

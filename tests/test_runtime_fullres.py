@@ -104,6 +104,24 @@ def test_lightness_kept_within_half_a_unit_even_out_of_gamut(w, h, depth):
     assert (out.astype(int).max(-1) - out.astype(int).min(-1)).mean() > 20  # and it is colourful
 
 
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16])
+def test_float_path_gives_a_pixel_the_same_output_whatever_the_image_size(dtype):
+    """OpenCV's conversion for every size: a 256² photo's pixels are those of the same colours in a 12 MP one,
+    in strips of any height (before, images under 100,000 pixels took other formulas and other bytes)."""
+    from colorize_rt.runtime.pipeline.compose import lab_to_pixels
+
+    rng = np.random.default_rng(0)
+    L = rng.uniform(0, 100, (300, 400)).astype(np.float32)
+    ab = rng.uniform(-110, 110, (300, 400, 2)).astype(np.float32)  # much of it outside sRGB
+    ab[::7, ::5] = 0  # neutral pixels
+    whole = lab_to_pixels(L, ab, dtype)
+    for rows in (1, 7, 256):
+        parts = [lab_to_pixels(L[y : y + rows], ab[y : y + rows], dtype) for y in range(0, 300, rows)]
+        assert np.array_equal(np.concatenate(parts), whole)
+    top = 65535.0 if dtype == np.uint16 else 255.0
+    assert np.abs(rgb_to_lab(whole.astype(np.float32) / top)[..., 0] - L).max() <= 0.5  # L* kept, out of gamut too
+
+
 def test_colour_input_keeps_its_lightness(colorizer):
     rgb = cv2.resize(photo("coffee"), (640, 480))
     image = DecodedImage(rgb=rgb)

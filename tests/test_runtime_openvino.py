@@ -157,8 +157,8 @@ def test_bf16_is_kept_only_where_the_self_check_passes(monkeypatch, bf16_passes)
     monkeypatch.setattr(registry, "openvino_precisions", lambda path: ["bf16", "f32"])
     real = registry.check_runner
 
-    def check(runner, model_path, backend, use_cache=True):
-        verdict = real(runner, model_path, backend, use_cache=False)
+    def check(runner, model_path, backend, use_cache=True, judge_as=None):
+        verdict = real(runner, model_path, backend, use_cache=False, judge_as=judge_as)
         if runner.name == "openvino-bf16":  # what this CPU's bf16 computes does not decide the test
             verdict.status = "pass" if bf16_passes else "fail"
         return verdict
@@ -179,6 +179,44 @@ def test_bf16_is_kept_only_where_the_self_check_passes(monkeypatch, bf16_passes)
         assert (bf16.status == "timed") == bf16_passes
         if not bf16_passes:
             assert bf16.status == "self-check failed" and runner.name != "openvino-bf16"
+
+
+def test_bf16_is_judged_as_fp32_when_asked_for_and_as_bf16_under_auto(monkeypatch):
+    """``--backend openvino`` with the fp32 model holds a bf16 run to fp32's tolerance; ``auto``, which chooses
+    the precision itself (as it chooses the INT8 variant), holds it to bf16's, and caches that apart."""
+    monkeypatch.setattr(registry, "openvino_precisions", lambda path: ["bf16", "f32"])
+    real = registry.check_runner
+    seen = []
+
+    def check(runner, model_path, backend, use_cache=True, judge_as=None):
+        verdict = real(runner, model_path, backend, use_cache=use_cache, judge_as=judge_as)
+        seen.append((runner.name, Path(model_path).name, judge_as, verdict))
+        return verdict
+
+    monkeypatch.setattr(registry, "check_runner", check)
+    monkeypatch.setattr(auto_choice, "MEASURE_BUDGET_S", 60.0)
+    open_runner(MODELS["default"], "openvino")[0].deactivate()
+    explicit = [(j, v) for name, _, j, v in seen if name == "openvino-bf16"]
+    assert explicit and all(
+        j is None and v.precision == "fp32" and v.tolerance == selfcheck.TOLERANCES["fp32"] for j, v in explicit
+    )
+    seen.clear()
+    open_runner(MODELS["default"], "auto", variants=[MODELS["default-int8"]])[0].deactivate()
+    judged = {(name, model): (j, v) for name, model, j, v in seen}
+    j, v = judged[("openvino-bf16", "default.onnx")]
+    assert j == "bf16" and v.precision == "bf16" and v.tolerance == selfcheck.TOLERANCES["bf16"]
+    assert judged[("openvino-f32", "default.onnx")][0] is None and judged[("onnxruntime-cpu", "default.onnx")][0] is None
+    assert v.status == ("pass" if v.mean <= 1.0 and v.p99 <= 5.0 else "fail")
+    # both judgements of the same run are now cached, apart: neither is read back as the other
+    selfcheck.wait_for_cache()
+    runner = registry.make_runner("openvino", MODELS["default"], precision="bf16")
+    with runner:
+        as_fp32 = real(runner, MODELS["default"], "openvino-bf16")
+        as_bf16 = real(runner, MODELS["default"], "openvino-bf16", judge_as="bf16")
+    assert as_fp32.cached and as_bf16.cached
+    assert (as_fp32.precision, as_fp32.tolerance) == ("fp32", selfcheck.TOLERANCES["fp32"])
+    assert (as_bf16.precision, as_bf16.tolerance) == ("bf16", selfcheck.TOLERANCES["bf16"])
+    assert as_fp32.mean == pytest.approx(as_bf16.mean)
 
 
 def test_real_bf16_verdict_on_this_cpu():

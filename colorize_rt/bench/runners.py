@@ -78,6 +78,7 @@ DEFAULT_BACKENDS = (
     "opencv-dnn",
     "ov-fp32",
     "ov-int8",
+    "ov-bf16",
     "auto",
     "ort-cuda-fp32",
     "ort-trt-fp16",
@@ -118,15 +119,8 @@ def build_backends(
             out.append(Backend(name, make, name[4:], unavailable="" if path else "no INT8 model"))
         elif name == "opencv-dnn":
             out.append(Backend(name, lambda: OpenCVRunner(fp32, threads), "fp32"))
-        elif name in ("ov-fp32", "ov-int8"):
-            path = fp32 if name == "ov-fp32" else int8
-            why = "" if path else "no INT8 model"
-            try:
-                require("openvino")
-            except ImportError as exc:
-                why = str(exc)
-            make = None if why else (lambda path=path, name=name: _named(make_runner("openvino", path, threads), name))
-            out.append(Backend(name, make, name[3:], unavailable=why))
+        elif name in ("ov-fp32", "ov-int8", "ov-bf16"):
+            out.append(_openvino_backend(name, fp32, int8, threads))
         elif name == "auto":
             out.append(Backend(name, lambda: _auto_runner(fp32, int8, threads), "fp32"))
         elif name == "ort-cuda-fp32":
@@ -150,6 +144,25 @@ def build_backends(
         else:
             raise ValueError(f"unknown backend {name!r}; choose from {', '.join(DEFAULT_BACKENDS)}")
     return out
+
+
+def _openvino_backend(name: str, fp32: Path, int8: Path | None, threads: int) -> Backend:
+    """OpenVINO on the fp32 model, on its INT8 copy, or on the fp32 model computed in bf16 (``ov-bf16``: one of
+    ``auto``'s candidates where the CPU has bf16 arithmetic)."""
+    from ..core.cpu import native_bf16
+    from ..runtime.backends.registry import make_runner
+
+    path, precision = {"ov-fp32": (fp32, "fp32"), "ov-int8": (int8, "int8"), "ov-bf16": (fp32, "bf16")}[name]
+    why = "" if path else "no INT8 model"
+    if name == "ov-bf16" and not native_bf16():
+        why = "no bf16 arithmetic on this CPU (AVX512-BF16 / AMX)"
+    try:
+        require("openvino")
+    except ImportError as exc:
+        why = why or str(exc)
+    ov_precision = "bf16" if precision == "bf16" else "f32"
+    make = None if why else (lambda: _named(make_runner("openvino", path, threads, precision=ov_precision), name))
+    return Backend(name, make, precision, unavailable=why)
 
 
 def _auto_runner(fp32: Path, int8: Path | None, threads: int) -> Runner:

@@ -24,6 +24,7 @@ RATIOS = {  # name: (slower, faster); value = slower's time / faster's time per 
     "torch_bf16_vs_torch_fp32": ("torch-fp32", "torch-bf16"),
     "ov_fp32_vs_ort_fp32": ("ort-fp32", "ov-fp32"),
     "ov_int8_vs_ort_fp32": ("ort-fp32", "ov-int8"),
+    "ov_bf16_vs_ort_fp32": ("ort-fp32", "ov-bf16"),
     "auto_vs_ort_fp32": ("ort-fp32", "auto"),  # goal (issue 26): >= 2 at 256² on the default
     "auto_vs_torch_fp32": ("torch-fp32", "auto"),  # goal: >= 3
     "auto_vs_opencv_dnn": ("opencv-dnn", "auto"),  # goal: >= 2

@@ -22,6 +22,7 @@ from .backends.shipped_models import SHIPPED, ModelError, model_summary, resolve
 from .guidance.apply import colorize_guided
 from .guidance.spec import PaletteTarget, PointHint
 from .limits import TEMPERATURE
+from .pipeline.compose import warm_colour_tables
 from .pipeline.images import DEFAULT_MAX_PIXELS, DecodedImage, ImageError, read_image, side_by_side, write_image
 from .pipeline.modes import colorize_fit, colorize_tiled, colorize_transfer, predict_single, prepare_fit, recombine
 
@@ -102,6 +103,7 @@ class Colorizer:
         if method not in METHODS:
             raise ModelError(f"unknown method '{method}': use one of {', '.join(METHODS)}")
         self.method = method
+        warm_colour_tables()  # OpenCV's Lab tables, built while the model opens
         self.runner = None
         self.backend = "none"
         self.model_path = None

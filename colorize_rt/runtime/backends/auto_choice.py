@@ -24,7 +24,8 @@ the winner. ``ProvisionalChoice`` is what ``--info`` shows meanwhile.
 **A measurement taken under load is measured again.** ``cpu_load.LoadMeter`` compares the machine's busy CPU
 (``/proc/stat``) with this process's own CPU time over the measurement; where other processes took more than
 ``cpu_load.LOADED_SHARE`` of the CPU the table is ``loaded``, and a later start measures again (in the
-background), ``MAX_TRIES`` measurements in all, keeping the least loaded.
+background), ``MAX_TRIES`` measurements in all, keeping the least loaded; a table still loaded after them gets
+one more try a day (``RETRY_LOADED_AFTER_S``) after its last.
 
 ``COLORIZE_RT_AUTO_CACHE``: ``0`` measures at every start, in the calling process (nothing is saved for a
 background process to hand over); ``read`` uses a saved table but writes none and starts no measurement (also
@@ -61,6 +62,9 @@ NOT_TIMED_BUDGET = "not timed: budget"
 MEASURE_SIDE = 256  # fit mode's default network size
 CHOICE_FORMAT = 4  # 2: one budget, successive halving; 3: load recorded, background; 4: start-up per row
 MAX_TRIES = 3  # measurements of one key while each is loaded; then the least loaded is kept
+RETRY_LOADED_AFTER_S = 24 * 3600  # ... until a day after the last try: then one more, and so on (a table
+# measured on a busy day does not pick the runner for good: on the 2-core Xeon three tries under a test run
+# chose ONNX Runtime INT8, 67 ms, where OpenVINO bf16 takes 15 ms on the quiet machine)
 new_load_meter = LoadMeter  # a seam: tests give it a fake /proc/stat reader
 
 
@@ -95,7 +99,8 @@ class CpuChoice:
     others_share: float | None = None  # share of the machine's CPU other processes took meanwhile (None: unknown)
     loaded: bool = False  # others_share over cpu_load.LOADED_SHARE: measured again on a later start
     tries: int = 1  # measurements of this key so far (MAX_TRIES at most while loaded)
-    measured_at: float = 0.0  # unix time
+    measured_at: float = 0.0  # unix time of this table's measurement
+    tried_at: float = 0.0  # unix time of the latest try (a later, more loaded one may have lost to this table)
     where: str = "this process"  # "background" where a detached process measured it
     purpose: str = ""  # latency | throughput
 
@@ -127,9 +132,13 @@ class CpuChoice:
         """Returns: the one-time set-up the measurement cost: opening (compiles, optimised graphs, self-checks) and timing."""
         return self.open_s + self.timing_s
 
-    def needs_retry(self) -> bool:
-        """Returns: whether a later start measures again (loaded, and fewer than ``MAX_TRIES`` measurements)."""
-        return self.loaded and self.tries < MAX_TRIES
+    def needs_retry(self, now: float | None = None) -> bool:
+        """Returns: whether a later start measures again: loaded, and fewer than ``MAX_TRIES`` measurements or
+        the last one over ``RETRY_LOADED_AFTER_S`` ago (``now``: unix time, default the clock)."""
+        if not self.loaded:
+            return False
+        last = max(self.measured_at, self.tried_at)
+        return self.tries < MAX_TRIES or (time.time() if now is None else now) - last > RETRY_LOADED_AFTER_S
 
     def load_text(self) -> str:
         """Returns: the load during the measurement, in words."""
@@ -139,8 +148,8 @@ class CpuChoice:
         if self.loaded:
             text += (
                 f"; loaded: measured again on a later start (try {self.tries} of {MAX_TRIES})"
-                if self.needs_retry()
-                else f"; loaded, the least loaded of {self.tries} tries"
+                if self.tries < MAX_TRIES
+                else f"; loaded, the least loaded of {self.tries} tries (one more try a day after the last)"
             )
         return text
 

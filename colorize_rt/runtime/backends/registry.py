@@ -181,9 +181,9 @@ def _check_explicit(backend: str, model_path: Path) -> None:
         )
 
 
-def _verify(runner: Runner, model_path: Path, backend: str, verdicts: list | None) -> Verdict:
-    """Run (or recall) the known-answer check; a failing runner is deactivated."""
-    verdict = check_runner(runner, model_path, backend, use_cache=cache_enabled())
+def _verify(runner: Runner, model_path: Path, backend: str, verdicts: list | None, judge_as: str | None = None) -> Verdict:
+    """Run (or recall) the known-answer check (``judge_as``: see ``check_runner``); a failing runner is deactivated."""
+    verdict = check_runner(runner, model_path, backend, use_cache=cache_enabled(), judge_as=judge_as)
     if verdicts is not None:
         verdicts.append(verdict)
     if verdict.status == "fail":
@@ -495,7 +495,7 @@ def _open_winner(
         runner = _activate_cpu(backend, model, threads, max_side, purpose, precision)
     except BackendError:
         return None
-    verdict = _verify(runner, model, _verdict_backend(runner, backend), verdicts)
+    verdict = _verify_candidate(runner, model, backend, verdicts)
     if verdict.status == "fail":
         return None
     runner.auto_choice = choice
@@ -532,7 +532,7 @@ def _open_provisional(
                 raise  # ONNX Runtime cannot read the asked-for model: not a model
             failures.append(exc if isinstance(exc, BackendError) else None)
             continue
-        verdict = _verify(runner, model, _verdict_backend(runner, backend), verdicts)
+        verdict = _verify_candidate(runner, model, backend, verdicts)
         if verdict.status == "fail":
             failures.append(verdict)
             continue
@@ -559,8 +559,12 @@ def _provisional_status(key: str, label: str, request: dict | None) -> Provision
     return ProvisionalChoice(key, label, status, state.started, state.last_error, str(log) if log.is_file() else "", cpu_model())
 
 
-def _verdict_backend(runner: Runner, backend: str) -> str:
-    return runner.name if backend == "openvino" else backend
+def _verify_candidate(runner: Runner, model: Path, backend: str, verdicts: list | None) -> Verdict:
+    """``_verify`` for one of ``auto``'s CPU candidates. An fp32 model that OpenVINO computes in bf16 is judged
+    with the bf16 tolerance: a precision ``auto`` chose, as it chooses its INT8 variant (``--backend openvino``
+    judges the same run as fp32)."""
+    bf16 = backend == "openvino" and getattr(runner, "precision", "") == "bf16"
+    return _verify(runner, model, runner.name if backend == "openvino" else backend, verdicts, "bf16" if bf16 else None)
 
 
 def _measure_cpu(
@@ -587,7 +591,7 @@ def _measure_cpu(
                     raise  # ONNX Runtime cannot read the asked-for model: not a model, whatever the others say
                 refused.append(exc if isinstance(exc, BackendError) else None)
                 raise CandidateRefused("unavailable", _one_line(exc)) from None
-            verdict = _verify(runner, model, _verdict_backend(runner, backend), verdicts)
+            verdict = _verify_candidate(runner, model, backend, verdicts)
             if verdict.status == "fail":
                 refused.append(verdict)
                 raise CandidateRefused("self-check failed", verdict.cause())
@@ -616,7 +620,8 @@ def _measure_cpu(
         open_error = next((r for r in refused if isinstance(r, BackendError)), None)
         raise open_error or BackendError("no CPU runtime could open the model")
     choice = CpuChoice(key, rows, chosen, cpu_model(), library_versions(), open_s, run_s)
-    choice.others_share, choice.loaded, choice.measured_at, choice.where = load.others_share, load.loaded, time.time(), where
+    choice.others_share, choice.loaded, choice.where = load.others_share, load.loaded, where
+    choice.measured_at = choice.tried_at = time.time()
     choice.purpose = purpose
     choice.tries = previous.tries + 1 if previous is not None and previous.loaded else 1
     runner = timings[chosen].runner
@@ -683,7 +688,7 @@ def _start_ms(
     except (BackendError, MissingDependency):
         return None
     try:
-        if _verify(runner, model, _verdict_backend(runner, backend), None).status == "fail":
+        if _verify_candidate(runner, model, backend, None).status == "fail":
             return None
         feed = {"L": np.full(START_SHAPE, 50.0, np.float32), "temperature": np.array(DEFAULT_T, np.float32)}
         runner.infer(feed)
@@ -702,7 +707,7 @@ def _least_loaded(choice: CpuChoice, previous: CpuChoice | None) -> CpuChoice:
     if previous is None or not previous.loaded or not choice.loaded:
         return choice
     if (previous.others_share or 0.0) <= (choice.others_share or 0.0):
-        return replace(previous, cached=False, tries=choice.tries)
+        return replace(previous, cached=False, tries=choice.tries, tried_at=choice.tried_at)
     return choice
 
 
@@ -710,6 +715,6 @@ _OPEN_RANK = {"cpu": 0, "openvino": 1, "opencv": 2}  # ONNX Runtime opens in ms;
 
 
 def _open_cost(candidate: tuple[str, Path, str]) -> tuple[int, bool]:
-    """Sort key: the cheapest candidates to open first (bf16, rarely kept, after OpenVINO's f32 compiles)."""
+    """Sort key: the cheapest candidates to open first (bf16 after OpenVINO's f32 compiles)."""
     backend, _, precision = candidate
     return _OPEN_RANK.get(backend, len(_OPEN_RANK)), precision == "bf16"

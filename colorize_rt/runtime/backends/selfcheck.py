@@ -244,7 +244,9 @@ def run_probe(runner: Runner, probe_text: str, precision: str) -> tuple[dict[str
     return stats, within(stats, precision)
 
 
-def check_runner(runner: Runner, model_path: str | Path, backend: str, *, use_cache: bool = True) -> Verdict:
+def check_runner(
+    runner: Runner, model_path: str | Path, backend: str, *, use_cache: bool = True, judge_as: str | None = None
+) -> Verdict:
     """Run (or recall) the known-answer check of an activated runner.
 
     Args:
@@ -252,18 +254,20 @@ def check_runner(runner: Runner, model_path: str | Path, backend: str, *, use_ca
         model_path: the model file (``.onnx`` or TensorRT engine with its JSON sidecar).
         backend: the backend name the runner stands for (``cpu``, ``cuda``, ``ort-trt``, ``tensorrt``).
         use_cache: read and write the verdict cache.
+        judge_as: the precision whose tolerance applies (default: the model's own), e.g. ``bf16`` for an fp32
+            model that ``auto`` runs in bf16; part of the cache key.
 
     Returns:
         The ``Verdict`` (``status`` pass, fail or unchecked).
     """
     model_path = Path(model_path)
     meta = runner_metadata(runner, model_path)
-    precision = meta.get("precision", "unknown")
+    precision = judge_as or meta.get("precision", "unknown")
     base = {"model": model_path.name, "backend": backend, "precision": precision}
     probe_text = meta.get(PROBE_KEY)
     if not probe_text:
         return Verdict("unchecked", reason=NO_PROBE, **base)
-    identity = runner_identity(runner)
+    identity = runner_identity(runner) | ({"judged_as": judge_as} if judge_as else {})
     if use_cache and (hit := _cached_verdict(model_path, backend, identity)) is not None:
         return hit
     t0 = time.perf_counter()
