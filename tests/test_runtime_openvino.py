@@ -135,6 +135,26 @@ def test_every_output_passes_through_and_optional_ones_on_request():
             runner.infer(feed, outputs=("nope",))
 
 
+@pytest.mark.parametrize("cache", ["1", "0"])
+def test_logits_are_computed_only_when_asked_for(tmp_path, monkeypatch, cache):
+    """The model runs without its on-request output (saved once as an IR in the cache folder, or in memory with
+    the cache off); a call that asks for ``logits`` runs the whole model; ``ab`` is the same to the bit."""
+    monkeypatch.setenv("COLORIZE_RT_ORT_CACHE", cache)
+    L = _L(48, 72)[None, None]
+    t = np.array(0.38, np.float32)
+    for _ in range(2):  # the second start finds the saved IR (cache on)
+        with registry.make_runner("openvino", MODELS["default"]) as runner:
+            assert runner.has_output("logits") and {p.get_any_name() for p in runner._dynamic.outputs} == {"ab"}
+            lean = runner.infer({"L": L, "temperature": t})
+            assert runner._whole is None  # nothing asked for logits yet
+            whole = runner.infer({"L": L, "temperature": t}, outputs=("ab", "logits"))
+            assert runner._whole is not None and whole["logits"].shape == (1, 313, 12, 18)
+            assert np.array_equal(lean["ab"], whole["ab"])
+            assert np.array_equal(runner.infer({"L": L, "temperature": t})["ab"], lean["ab"])
+    saved = sorted(p.suffix for p in (tmp_path / "cache" / "openvino").glob("ov*-cpu*/lean/default-*-lean.*"))
+    assert saved == ([] if cache == "0" else [".bin", ".json", ".xml"])
+
+
 def test_compiled_models_are_cached_under_the_cache_root(tmp_path):
     with registry.make_runner("openvino", MODELS["default-l2"]):
         pass

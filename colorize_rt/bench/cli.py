@@ -245,10 +245,11 @@ def _video_phase(cfg: BenchConfig, deadline: float, model: str | None, photo_dir
 
 
 def _e2e_model(models) -> str | None:
-    """The shipped INT8 model when there is one, else the fastest benchmarked ONNX (INT8 first)."""
+    """The shipped default when benchmarked (what ``colorize-rt`` runs: ``auto`` measures its INT8 variant and
+    OpenVINO's bf16 among the candidates), else the fastest benchmarked ONNX (INT8 first)."""
     for m in models:
         if m.name == "default":
-            return "default-int8" if m.int8 else "default"
+            return "default"
     for m in models:
         if m.int8:
             return str(m.int8)
