@@ -151,8 +151,30 @@ def test_logits_are_computed_only_when_asked_for(tmp_path, monkeypatch, cache):
             assert runner._whole is not None and whole["logits"].shape == (1, 313, 12, 18)
             assert np.array_equal(lean["ab"], whole["ab"])
             assert np.array_equal(runner.infer({"L": L, "temperature": t})["ab"], lean["ab"])
-    saved = sorted(p.suffix for p in (tmp_path / "cache" / "openvino").glob("ov*-cpu*/lean/default-*-lean.*"))
+    saved = sorted(p.suffix for p in (tmp_path / "cache" / "openvino").glob("ov*-cpu*/lean/default-*-lean*.*"))
     assert saved == ([] if cache == "0" else [".bin", ".json", ".xml"])
+
+
+@pytest.mark.parametrize("name", ["default", "default-int8"])
+def test_the_decode_runs_without_a_softmax_node_and_gives_the_same_ab(name):
+    """The lean model's Softmax -> expectation is rewritten as sums of exponentials: no Softmax is left in what
+    OpenVINO runs, and ab matches the file's own graph on OpenVINO (f32) at two sizes and temperatures."""
+    from colorize_rt.runtime.backends.openvino_runner import _softmax_expectation_as_sums, import_openvino
+
+    ov = import_openvino()
+    core = ov.Core()
+    cfg = {"INFERENCE_PRECISION_HINT": "f32"}
+    plain = core.compile_model(str(MODELS[name]), "CPU", cfg)
+    with registry.make_runner("openvino", MODELS[name]) as runner:
+        ran = {op.get_rt_info()["layerType"].astype(str) for op in runner._dynamic.get_runtime_model().get_ordered_ops()}
+        assert "Softmax" not in ran
+        for (h, w), t in (((48, 72), 0.38), ((96, 64), 1.0)):
+            L = _L(h, w)[None, None]
+            temp = np.array(t, np.float32).reshape([1] * len(plain.input("temperature").get_partial_shape()))
+            want = plain.create_infer_request().infer({"L": L, "temperature": temp})[plain.output("ab")]
+            got = predict_ab_batch(runner, L, t)
+            assert np.abs(got - want).max() < 1e-3
+    assert not _softmax_expectation_as_sums(core.read_model(str(MODELS["default-l2"])))  # no Softmax: untouched
 
 
 def test_compiled_models_are_cached_under_the_cache_root(tmp_path):

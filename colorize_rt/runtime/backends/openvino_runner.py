@@ -23,8 +23,14 @@ has it.
   which OpenVINO would otherwise reorder into a plain layout at every call: 1.3 ms of a 13.6 ms 256² bf16 call
   (one thread, per-layer counters, 2-core Xeon with AMX). The runner compiles the model without the on-request
   outputs (an OpenVINO IR saved once per model file in the cache folder, so a start compiles from it as fast
-  as from the ONNX file) and compiles the whole model only when a call asks for ``logits``. ``ab`` is the same
-  to the bit either way.
+  as from the ONNX file) and compiles the whole model only when a call asks for ``logits``.
+* **The decode without a Softmax node** (``_softmax_expectation_as_sums``). The fused decode is Softmax over the
+  313 bins, then a 1x1 convolution (the expectation of ab). OpenVINO runs its Softmax in a planar layout, with a
+  reorder before and after it (1.7 ms of the call above). Both compiled models compute it instead as
+  ``conv(exp(x - max)) / sum(exp(x - max))``, the same formula in ops that keep the channels-last layout: one
+  256² call, one thread, interleaved, 1.14x faster in bf16 and 1.12x in INT8, ab within 0.5 of the Softmax
+  graph in bf16 (mean 0.02) and within 1e-4 in f32. The lean and the whole model carry the same rewrite, so
+  ``ab`` does not depend on whether ``logits`` was asked for.
 * **Compiled-model cache.** OpenVINO's ``CACHE_DIR`` under ``<cache root>/openvino/ov<version>-cpu<flags>``
   (keyed like ``ort_cache``: OpenVINO's own blob names hash the model and its compile options; the folder name
   adds the library version and the CPU's flags). ``COLORIZE_RT_ORT_CACHE`` governs it too: ``0`` and ``read``
@@ -88,18 +94,58 @@ def openvino_cache_folder() -> Path:
     return cache_dir("openvino") / f"ov{ov.get_version().split('-')[0]}-cpu{cpu}"
 
 
+LEAN_VERSION = 2  # of what ``_lean_model`` does: saved IRs of another version are not reused
+
+
+def _softmax_expectation_as_sums(model) -> bool:
+    """Rewrite every ``Softmax(x, channels) -> 1x1 Convolution`` (the decode's expectation over the bins) as
+    ``Convolution(e) / ReduceSum(e)`` with ``e = Exp(x - ReduceMax(x))``, in place (see the module doc).
+
+    Returns:
+        Whether anything was rewritten.
+    """
+    import openvino.opset13 as ops
+
+    changed = False
+    for softmax in model.get_ordered_ops():
+        if softmax.get_type_name() != "Softmax":
+            continue
+        rank = softmax.input_value(0).get_partial_shape().rank.get_length()
+        axis = int(softmax.get_attributes().get("axis", 1))
+        users = list(softmax.output(0).get_target_inputs())
+        if (axis + rank if axis < 0 else axis) != 1 or len(users) != 1:
+            continue
+        conv = users[0].get_node()
+        attrs = conv.get_attributes() if conv.get_type_name() == "Convolution" else {}
+        weights = conv.input_value(1) if attrs else None
+        if not attrs or users[0].get_index() != 0 or list(weights.get_partial_shape().to_shape())[2:] != [1, 1]:
+            continue
+        if any(v != 1 for v in attrs["strides"] + attrs["dilations"]) or any(attrs["pads_begin"] + attrs["pads_end"]):
+            continue
+        x = softmax.input_value(0)
+        e = ops.exp(ops.subtract(x, ops.reduce_max(x, np.array([1], np.int64), keep_dims=True)))
+        expectation = ops.convolution(e, weights, [1, 1], [0, 0], [0, 0], [1, 1])
+        out = ops.divide(expectation, ops.reduce_sum(e, np.array([1], np.int64), keep_dims=True))
+        for target in list(conv.output(0).get_target_inputs()):
+            target.replace_source_output(out.output(0))
+        changed = True
+    if changed:
+        model.validate_nodes_and_infer_types()
+    return changed
+
+
 def _lean_paths(model_path: Path) -> tuple[Path, Path]:
     """Returns: (IR ``.xml``, JSON note) of ``model_path`` without its on-request outputs, in the cache folder.
     Keyed by the file's content (sha256) and OpenVINO's version (the folder)."""
     from .ort_cache import model_file_hash
 
-    stem = f"{model_path.stem}-{model_file_hash(model_path)}-lean"
+    stem = f"{model_path.stem}-{model_file_hash(model_path)}-lean{LEAN_VERSION}"
     folder = openvino_cache_folder() / "lean"
     return folder / f"{stem}.xml", folder / f"{stem}.json"
 
 
-def _save_lean(ov, model, xml: Path, note: Path, dropped: list[str]) -> None:
-    """Save the IR (when anything was dropped) and the note atomically; an unwritable cache is ignored."""
+def _save_lean(ov, model, xml: Path, note: Path, dropped: list[str], changed: bool) -> None:
+    """Save the IR (where it differs from the file) and the note atomically; an unwritable cache is ignored."""
     import json
     import shutil
     import tempfile
@@ -108,7 +154,7 @@ def _save_lean(ov, model, xml: Path, note: Path, dropped: list[str]) -> None:
 
     try:
         xml.parent.mkdir(parents=True, exist_ok=True)
-        if dropped:
+        if changed:
             tmp = Path(tempfile.mkdtemp(prefix=".lean.", dir=xml.parent))
             try:
                 ov.save_model(model, str(tmp / xml.name), compress_to_fp16=False)
@@ -116,9 +162,31 @@ def _save_lean(ov, model, xml: Path, note: Path, dropped: list[str]) -> None:
                 os.replace(tmp / xml.name, xml)  # the .xml last: it is what a start looks for
             finally:
                 shutil.rmtree(tmp, ignore_errors=True)
-        atomic_write_text(note, json.dumps({"dropped": dropped}))
+        atomic_write_text(note, json.dumps({"dropped": dropped, "changed": changed}))
     except OSError:
         pass
+
+
+def _lean_model(ov, core, model_path: Path):
+    """The model without its on-request outputs and with its decode rewritten.
+
+    Returns:
+        (the ``ov.Model``, [dropped output names], whether it differs from the file).
+    """
+    model = core.read_model(str(model_path))
+    results = model.get_results()
+    keep = [r for r in results if not set(r.output(0).get_names()) & set(_ON_REQUEST)]
+    dropped = sorted({n for r in results if r not in keep for n in r.output(0).get_names()} & set(_ON_REQUEST))
+    lean = ov.Model(keep, model.get_parameters(), model.get_friendly_name()) if dropped else model
+    rewritten = _softmax_expectation_as_sums(lean)
+    return lean, dropped, bool(dropped) or rewritten
+
+
+def _whole_model(core, model_path: Path):
+    """Every output, the decode rewritten as in the lean model (so ``ab`` is the same in both)."""
+    model = core.read_model(str(model_path))
+    _softmax_expectation_as_sums(model)
+    return model
 
 
 def _lean_source(ov, core, model_path: Path):
@@ -133,23 +201,20 @@ def _lean_source(ov, core, model_path: Path):
     if mode != "off":
         xml, note = _lean_paths(model_path)
         try:
-            dropped = list(json.loads(note.read_text())["dropped"])
-            if not dropped:
-                return str(model_path), []
+            saved = json.loads(note.read_text())
+            dropped = list(saved["dropped"])
+            if not saved["changed"]:
+                return str(model_path), dropped
             if xml.is_file() and xml.with_suffix(".bin").is_file():
                 return str(xml), dropped
         except (OSError, ValueError, KeyError, TypeError):
             pass
-    model = core.read_model(str(model_path))
-    results = model.get_results()
-    keep = [r for r in results if not set(r.output(0).get_names()) & set(_ON_REQUEST)]
-    dropped = sorted({n for r in results if r not in keep for n in r.output(0).get_names()} & set(_ON_REQUEST))
-    lean = ov.Model(keep, model.get_parameters(), model.get_friendly_name()) if dropped else model
+    lean, dropped, changed = _lean_model(ov, core, model_path)
     if mode == "on":
         xml, note = _lean_paths(model_path)
-        _save_lean(ov, lean, xml, note, dropped)
-        if not dropped:
-            return str(model_path), []
+        _save_lean(ov, lean, xml, note, dropped, changed)
+        if not changed:
+            return str(model_path), dropped
         if xml.is_file():
             return str(xml), dropped
     return lean, dropped
@@ -227,7 +292,7 @@ class OpenVinoRunner(Runner):
             return self._dynamic
         with self._lock:
             if self._whole is None:
-                self._whole = self._core.compile_model(str(self.model_path), "CPU", self.config())
+                self._whole = self._core.compile_model(_whole_model(self._core, self.model_path), "CPU", self.config())
             return self._whole
 
     def accepts(self, name: str) -> bool:
