@@ -155,6 +155,19 @@ def test_logits_are_computed_only_when_asked_for(tmp_path, monkeypatch, cache):
     assert saved == ([] if cache == "0" else [".bin", ".json", ".xml"])
 
 
+def test_a_damaged_saved_ir_is_built_again(tmp_path):
+    L = _L(40, 56)[None, None]
+    with registry.make_runner("openvino", MODELS["default"]) as runner:
+        want = predict_ab_batch(runner, L)
+    (saved,) = (tmp_path / "cache" / "openvino").glob("ov*-cpu*/lean/default-*.bin")
+    saved.write_bytes(saved.read_bytes()[:1000])  # truncated, as by a full disk
+    for blob in saved.parent.parent.glob("*.blob"):  # and no compiled copy to fall back on
+        blob.unlink()
+    with registry.make_runner("openvino", MODELS["default"]) as runner:
+        assert np.array_equal(predict_ab_batch(runner, L), want)
+    assert saved.stat().st_size > 1000  # written again
+
+
 @pytest.mark.parametrize("name", ["default", "default-int8"])
 def test_the_decode_runs_without_a_softmax_node_and_gives_the_same_ab(name):
     """The lean model's Softmax -> expectation is rewritten as sums of exponentials: no Softmax is left in what

@@ -189,6 +189,13 @@ def _whole_model(core, model_path: Path):
     return model
 
 
+def _forget_lean(model_path: Path) -> None:
+    """Delete the saved lean IR and its note (the next ``_lean_source`` builds and saves them again)."""
+    xml, note = _lean_paths(model_path)
+    for path in (note, xml, xml.with_suffix(".bin")):
+        path.unlink(missing_ok=True)
+
+
 def _lean_source(ov, core, model_path: Path):
     """What to compile for calls that ask for no on-request output, and the outputs it leaves out.
 
@@ -277,7 +284,14 @@ class OpenVinoRunner(Runner):
         self._core = ov.Core()
         # compile_model(path) lets a cache hit skip reading the model file at all
         source, dropped = _lean_source(ov, self._core, self.model_path)
-        self._dynamic = self._core.compile_model(source, "CPU", self.config())
+        try:
+            self._dynamic = self._core.compile_model(source, "CPU", self.config())
+        except RuntimeError:
+            if not isinstance(source, str) or source == str(self.model_path):
+                raise
+            _forget_lean(self.model_path)  # a saved IR that no longer loads (damaged): built again from the file
+            source, dropped = _lean_source(ov, self._core, self.model_path)
+            self._dynamic = self._core.compile_model(source, "CPU", self.config())
         self._inputs = {p.get_any_name(): len(p.get_partial_shape()) for p in self._dynamic.inputs}
         self._outputs = [p.get_any_name() for p in self._dynamic.outputs] + dropped
 
