@@ -172,7 +172,8 @@ def test_a_damaged_saved_ir_is_built_again(tmp_path):
 def test_the_decode_runs_without_a_softmax_node_and_gives_the_same_ab(name):
     """The lean model's Softmax -> expectation is rewritten as sums of exponentials: no Softmax is left in what
     OpenVINO runs, and ab matches the file's own graph on OpenVINO (f32) at two sizes and temperatures."""
-    from colorize_rt.runtime.backends.openvino_runner import _softmax_expectation_as_sums, import_openvino
+    from colorize_rt.runtime.backends.openvino_models import softmax_expectation_as_sums
+    from colorize_rt.runtime.backends.openvino_runner import import_openvino
 
     ov = import_openvino()
     core = ov.Core()
@@ -187,7 +188,7 @@ def test_the_decode_runs_without_a_softmax_node_and_gives_the_same_ab(name):
             want = plain.create_infer_request().infer({"L": L, "temperature": temp})[plain.output("ab")]
             got = predict_ab_batch(runner, L, t)
             assert np.abs(got - want).max() < 1e-3
-    assert not _softmax_expectation_as_sums(core.read_model(str(MODELS["default-l2"])))  # no Softmax: untouched
+    assert not softmax_expectation_as_sums(core.read_model(str(MODELS["default-l2"])))  # no Softmax: untouched
 
 
 def test_compiled_models_are_cached_under_the_cache_root(tmp_path):

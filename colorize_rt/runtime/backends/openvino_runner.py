@@ -19,18 +19,9 @@ has it.
   its recomputation). So every size runs on the dynamic model, compiled once: the same input always gives the
   same output, and the first call compiles nothing per size. A static model also keeps buffers for its whole
   shape (a 2000² tiled run peaked at 1342 MB with static tile models against 883 MB dynamic-only).
-* **Outputs nobody asked for are not computed.** Our models also output ``logits`` (for hints and palettes),
-  which OpenVINO would otherwise reorder into a plain layout at every call: 1.3 ms of a 13.6 ms 256² bf16 call
-  (one thread, per-layer counters, 2-core Xeon with AMX). The runner compiles the model without the on-request
-  outputs (an OpenVINO IR saved once per model file in the cache folder, so a start compiles from it as fast
-  as from the ONNX file) and compiles the whole model only when a call asks for ``logits``.
-* **The decode without a Softmax node** (``_softmax_expectation_as_sums``). The fused decode is Softmax over the
-  313 bins, then a 1x1 convolution (the expectation of ab). OpenVINO runs its Softmax in a planar layout, with a
-  reorder before and after it (1.7 ms of the call above). Both compiled models compute it instead as
-  ``conv(exp(x - max)) / sum(exp(x - max))``, the same formula in ops that keep the channels-last layout: one
-  256² call, one thread, interleaved, 1.14x faster in bf16 and 1.12x in INT8, ab within 0.5 of the Softmax
-  graph in bf16 (mean 0.02) and within 1e-4 in f32. The lean and the whole model carry the same rewrite, so
-  ``ab`` does not depend on whether ``logits`` was asked for.
+* **What is compiled** (``openvino_models``): the model without the outputs nobody asked for (``logits``) and
+  with its decode's Softmax rewritten, saved once as an IR in the cache folder; the whole model, rewritten the
+  same way, only for calls that ask for ``logits``.
 * **Compiled-model cache.** OpenVINO's ``CACHE_DIR`` under ``<cache root>/openvino/ov<version>-cpu<flags>``
   (keyed like ``ort_cache``: OpenVINO's own blob names hash the model and its compile options; the folder name
   adds the library version and the CPU's flags). ``COLORIZE_RT_ORT_CACHE`` governs it too: ``0`` and ``read``
@@ -40,7 +31,6 @@ has it.
 from __future__ import annotations
 
 import hashlib
-import os
 import queue
 import threading
 from pathlib import Path
@@ -51,12 +41,12 @@ from ...core.cpu import cpu_flags
 from ...core.lazy import require
 from ...core.paths import cache_dir
 from ..limits import THREADS
+from .openvino_models import ON_REQUEST, forget_lean, lean_source, whole_model
 from .ort_cache import ort_cache_mode
 from .runners import Runner
 
 PURPOSES = ("latency", "throughput")
 OV_PRECISIONS = {"f32": "f32", "fp32": "f32", "bf16": "bf16"}
-_ON_REQUEST = ("logits",)  # optional outputs returned only when asked for (runners.LOGITS_OUTPUT)
 # The first inference in a process, sync or async, runs alone: OpenVINO's Python binding initialises statics on
 # it with the GIL released, and a second thread reaching the same guard holding the GIL deadlocked a folder run
 # (lanes calling infer at once; seen as every thread in futex wait, one in __cxa_guard_acquire).
@@ -94,139 +84,6 @@ def openvino_cache_folder() -> Path:
     return cache_dir("openvino") / f"ov{ov.get_version().split('-')[0]}-cpu{cpu}"
 
 
-LEAN_VERSION = 2  # of what ``_lean_model`` does: saved IRs of another version are not reused
-
-
-def _softmax_expectation_as_sums(model) -> bool:
-    """Rewrite every ``Softmax(x, channels) -> 1x1 Convolution`` (the decode's expectation over the bins) as
-    ``Convolution(e) / ReduceSum(e)`` with ``e = Exp(x - ReduceMax(x))``, in place (see the module doc).
-
-    Returns:
-        Whether anything was rewritten.
-    """
-    import openvino.opset13 as ops
-
-    changed = False
-    for softmax in model.get_ordered_ops():
-        if softmax.get_type_name() != "Softmax":
-            continue
-        rank = softmax.input_value(0).get_partial_shape().rank.get_length()
-        axis = int(softmax.get_attributes().get("axis", 1))
-        users = list(softmax.output(0).get_target_inputs())
-        if (axis + rank if axis < 0 else axis) != 1 or len(users) != 1:
-            continue
-        conv = users[0].get_node()
-        attrs = conv.get_attributes() if conv.get_type_name() == "Convolution" else {}
-        weights = conv.input_value(1) if attrs else None
-        if not attrs or users[0].get_index() != 0 or list(weights.get_partial_shape().to_shape())[2:] != [1, 1]:
-            continue
-        if any(v != 1 for v in attrs["strides"] + attrs["dilations"]) or any(attrs["pads_begin"] + attrs["pads_end"]):
-            continue
-        x = softmax.input_value(0)
-        e = ops.exp(ops.subtract(x, ops.reduce_max(x, np.array([1], np.int64), keep_dims=True)))
-        expectation = ops.convolution(e, weights, [1, 1], [0, 0], [0, 0], [1, 1])
-        out = ops.divide(expectation, ops.reduce_sum(e, np.array([1], np.int64), keep_dims=True))
-        for target in list(conv.output(0).get_target_inputs()):
-            target.replace_source_output(out.output(0))
-        changed = True
-    if changed:
-        model.validate_nodes_and_infer_types()
-    return changed
-
-
-def _lean_paths(model_path: Path) -> tuple[Path, Path]:
-    """Returns: (IR ``.xml``, JSON note) of ``model_path`` without its on-request outputs, in the cache folder.
-    Keyed by the file's content (sha256) and OpenVINO's version (the folder)."""
-    from .ort_cache import model_file_hash
-
-    stem = f"{model_path.stem}-{model_file_hash(model_path)}-lean{LEAN_VERSION}"
-    folder = openvino_cache_folder() / "lean"
-    return folder / f"{stem}.xml", folder / f"{stem}.json"
-
-
-def _save_lean(ov, model, xml: Path, note: Path, dropped: list[str], changed: bool) -> None:
-    """Save the IR (where it differs from the file) and the note atomically; an unwritable cache is ignored."""
-    import json
-    import shutil
-    import tempfile
-
-    from ...core.atomic import atomic_write_text
-
-    try:
-        xml.parent.mkdir(parents=True, exist_ok=True)
-        if changed:
-            tmp = Path(tempfile.mkdtemp(prefix=".lean.", dir=xml.parent))
-            try:
-                ov.save_model(model, str(tmp / xml.name), compress_to_fp16=False)
-                os.replace(tmp / xml.with_suffix(".bin").name, xml.with_suffix(".bin"))
-                os.replace(tmp / xml.name, xml)  # the .xml last: it is what a start looks for
-            finally:
-                shutil.rmtree(tmp, ignore_errors=True)
-        atomic_write_text(note, json.dumps({"dropped": dropped, "changed": changed}))
-    except OSError:
-        pass
-
-
-def _lean_model(ov, core, model_path: Path):
-    """The model without its on-request outputs and with its decode rewritten.
-
-    Returns:
-        (the ``ov.Model``, [dropped output names], whether it differs from the file).
-    """
-    model = core.read_model(str(model_path))
-    results = model.get_results()
-    keep = [r for r in results if not set(r.output(0).get_names()) & set(_ON_REQUEST)]
-    dropped = sorted({n for r in results if r not in keep for n in r.output(0).get_names()} & set(_ON_REQUEST))
-    lean = ov.Model(keep, model.get_parameters(), model.get_friendly_name()) if dropped else model
-    rewritten = _softmax_expectation_as_sums(lean)
-    return lean, dropped, bool(dropped) or rewritten
-
-
-def _whole_model(core, model_path: Path):
-    """Every output, the decode rewritten as in the lean model (so ``ab`` is the same in both)."""
-    model = core.read_model(str(model_path))
-    _softmax_expectation_as_sums(model)
-    return model
-
-
-def _forget_lean(model_path: Path) -> None:
-    """Delete the saved lean IR and its note (the next ``_lean_source`` builds and saves them again)."""
-    xml, note = _lean_paths(model_path)
-    for path in (note, xml, xml.with_suffix(".bin")):
-        path.unlink(missing_ok=True)
-
-
-def _lean_source(ov, core, model_path: Path):
-    """What to compile for calls that ask for no on-request output, and the outputs it leaves out.
-
-    Returns:
-        (a file path or an in-memory ``ov.Model``, [dropped output names]).
-    """
-    import json
-
-    mode = ort_cache_mode()
-    if mode != "off":
-        xml, note = _lean_paths(model_path)
-        try:
-            saved = json.loads(note.read_text())
-            dropped = list(saved["dropped"])
-            if not saved["changed"]:
-                return str(model_path), dropped
-            if xml.is_file() and xml.with_suffix(".bin").is_file():
-                return str(xml), dropped
-        except (OSError, ValueError, KeyError, TypeError):
-            pass
-    lean, dropped, changed = _lean_model(ov, core, model_path)
-    if mode == "on":
-        xml, note = _lean_paths(model_path)
-        _save_lean(ov, lean, xml, note, dropped, changed)
-        if not changed:
-            return str(model_path), dropped
-        if xml.is_file():
-            return str(xml), dropped
-    return lean, dropped
-
-
 class OpenVinoRunner(Runner):
     """OpenVINO CPU inference over an exported colorize-rt model (see the module doc).
 
@@ -250,7 +107,7 @@ class OpenVinoRunner(Runner):
         self.name = f"openvino-{self.precision}"
         self.providers = {"precision": self.precision, "purpose": purpose}  # what the self-check cache keys on
         self._core = None
-        self._dynamic = None  # the model without on-request outputs (``_lean_source``)
+        self._dynamic = None  # the model without on-request outputs (``openvino_models.lean_source``)
         self._whole = None  # the whole model, compiled on the first call that asks for an on-request output
         self._pools: dict[int, queue.SimpleQueue] = {}
         self._lock = threading.Lock()
@@ -283,14 +140,15 @@ class OpenVinoRunner(Runner):
             raise RuntimeError(f"{self.model_path} is not an ONNX model OpenVINO can read")
         self._core = ov.Core()
         # compile_model(path) lets a cache hit skip reading the model file at all
-        source, dropped = _lean_source(ov, self._core, self.model_path)
+        lean_cache = (openvino_cache_folder() / "lean", ort_cache_mode())
+        source, dropped = lean_source(ov, self._core, self.model_path, *lean_cache)
         try:
             self._dynamic = self._core.compile_model(source, "CPU", self.config())
         except RuntimeError:
             if not isinstance(source, str) or source == str(self.model_path):
                 raise
-            _forget_lean(self.model_path)  # a saved IR that no longer loads (damaged): built again from the file
-            source, dropped = _lean_source(ov, self._core, self.model_path)
+            forget_lean(self.model_path, lean_cache[0])  # a saved IR that no longer loads (damaged): built again
+            source, dropped = lean_source(ov, self._core, self.model_path, *lean_cache)
             self._dynamic = self._core.compile_model(source, "CPU", self.config())
         self._inputs = {p.get_any_name(): len(p.get_partial_shape()) for p in self._dynamic.inputs}
         self._outputs = [p.get_any_name() for p in self._dynamic.outputs] + dropped
@@ -306,7 +164,7 @@ class OpenVinoRunner(Runner):
             return self._dynamic
         with self._lock:
             if self._whole is None:
-                self._whole = self._core.compile_model(_whole_model(self._core, self.model_path), "CPU", self.config())
+                self._whole = self._core.compile_model(whole_model(self._core, self.model_path), "CPU", self.config())
             return self._whole
 
     def accepts(self, name: str) -> bool:
@@ -355,7 +213,7 @@ class OpenVinoRunner(Runner):
         return out
 
     def infer_impl(self, feed: dict[str, np.ndarray], outputs: tuple[str, ...] | None = None) -> dict[str, np.ndarray]:
-        names = [n for n in self._outputs if n not in _ON_REQUEST] if outputs is None else list(outputs)
+        names = [n for n in self._outputs if n not in ON_REQUEST] if outputs is None else list(outputs)
         unknown = [n for n in names if n not in self._outputs]
         if unknown:
             raise ValueError(f"{self.model_path.name} has no output {', '.join(unknown)} (it has {', '.join(self._outputs)})")
