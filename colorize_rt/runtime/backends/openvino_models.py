@@ -2,7 +2,8 @@
 
 * **Outputs nobody asked for are not computed** (``lean_source``). Our models also output ``logits`` (for hints
   and palettes), which OpenVINO would otherwise reorder into a plain layout at every call: 1.3 ms of a 13.6 ms
-  256² bf16 call (one thread, per-layer counters, 2-core Xeon with AMX). ``lean_source`` gives the model without
+  256² bf16 call (one thread, per-layer counters, 2-core Xeon with AVX-512 VNNI and AMX; an AVX2-only CPU has
+  no bf16 and was not timed). ``lean_source`` gives the model without
   the on-request outputs (an OpenVINO IR saved once per model file in the cache folder, so a start compiles from
   it as fast as from the ONNX file); the runner compiles ``whole_model`` only when a call asks for ``logits``.
 * **The decode without a Softmax node** (``softmax_expectation_as_sums``). The fused decode is Softmax over the
@@ -25,7 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from ...core.atomic import atomic_write_text
-from .ort_cache import model_file_hash
+from .selfcheck import model_sha256
 
 ON_REQUEST = ("logits",)  # optional outputs computed and returned only when asked for (runners.LOGITS_OUTPUT)
 LEAN_VERSION = 2  # of what ``lean_model`` does: saved IRs of another version are not reused
@@ -70,8 +71,9 @@ def softmax_expectation_as_sums(model) -> bool:
 
 def _lean_paths(model_path: Path, folder: Path) -> tuple[Path, Path]:
     """Returns: (IR ``.xml``, JSON note) of ``model_path``'s lean model in ``folder``, named by the file's content
-    (sha256) and ``LEAN_VERSION``; ``folder`` carries OpenVINO's version."""
-    stem = f"{model_path.stem}-{model_file_hash(model_path)}-lean{LEAN_VERSION}"
+    (sha256, remembered on disk as for the self-check: no rehash at each start) and ``LEAN_VERSION``; ``folder``
+    carries OpenVINO's version."""
+    stem = f"{model_path.stem}-{model_sha256(model_path)[:16]}-lean{LEAN_VERSION}"
     return folder / f"{stem}.xml", folder / f"{stem}.json"
 
 

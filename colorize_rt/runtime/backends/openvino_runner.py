@@ -109,6 +109,7 @@ class OpenVinoRunner(Runner):
         self._core = None
         self._dynamic = None  # the model without on-request outputs (``openvino_models.lean_source``)
         self._whole = None  # the whole model, compiled on the first call that asks for an on-request output
+        self._dropped: set[str] = set()  # the outputs the lean model leaves out
         self._pools: dict[int, queue.SimpleQueue] = {}
         self._lock = threading.Lock()
         self._inputs: dict[str, int] = {}  # input name -> rank
@@ -152,6 +153,7 @@ class OpenVinoRunner(Runner):
             self._dynamic = self._core.compile_model(source, "CPU", self.config())
         self._inputs = {p.get_any_name(): len(p.get_partial_shape()) for p in self._dynamic.inputs}
         self._outputs = [p.get_any_name() for p in self._dynamic.outputs] + dropped
+        self._dropped = set(dropped)
 
     def deactivate_impl(self) -> None:
         self._dynamic = self._whole = self._core = None
@@ -159,8 +161,7 @@ class OpenVinoRunner(Runner):
 
     def _compiled_for(self, names: list[str]):
         """The lean model, or the whole one (compiled once, on first need) when ``names`` has an on-request output."""
-        lean = {p.get_any_name() for p in self._dynamic.outputs}
-        if all(n in lean for n in names):
+        if not self._dropped.intersection(names):
             return self._dynamic
         with self._lock:
             if self._whole is None:

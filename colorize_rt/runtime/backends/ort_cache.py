@@ -33,13 +33,6 @@ def _model_hash(path: str, size: int, mtime_ns: int) -> str:
     return file_sha256(path)
 
 
-def model_file_hash(model: str | Path) -> str:
-    """Returns: the first 16 hex digits of the file's sha256 (hashed once per process while it is unchanged)."""
-    p = Path(model)
-    st = p.stat()
-    return _model_hash(str(p.resolve()), st.st_size, st.st_mtime_ns)[:16]
-
-
 def optimized_path(model: str | Path) -> Path:
     """Where the optimised graph of ``model`` for this ONNX Runtime and CPU is kept.
 
@@ -52,7 +45,8 @@ def optimized_path(model: str | Path) -> Path:
     import onnxruntime as ort
 
     p = Path(model)
-    model_hash = model_file_hash(p)
+    st = p.stat()
+    model_hash = _model_hash(str(p.resolve()), st.st_size, st.st_mtime_ns)[:16]
     cpu = hashlib.sha256(" ".join(sorted(cpu_flags())).encode()).hexdigest()[:12]
     return cache_dir("ort-optimized") / f"{p.stem}-{model_hash}-ort{ort.__version__}-cpu{cpu}.onnx"
 

@@ -219,7 +219,7 @@ def _open_explicit(
             raise BackendError(f"--backend {backend}: {_one_line(exc)}") from None
         except Exception as exc:  # noqa: BLE001 - GPU init fails in many ways; report it in one line
             raise BackendError(f"--backend {backend} failed to initialise: {_one_line(exc)}") from None
-        verdict = _verify(runner, model_path, backend if backend != "openvino" else runner.name, verdicts)
+        verdict = _verify(runner, model_path, _verdict_backend(runner, backend), verdicts)
         if verdict.status != "fail":
             return runner, verdict
         if i == len(precisions) - 1:
@@ -559,12 +559,17 @@ def _provisional_status(key: str, label: str, request: dict | None) -> Provision
     return ProvisionalChoice(key, label, status, state.started, state.last_error, str(log) if log.is_file() else "", cpu_model())
 
 
+def _verdict_backend(runner: Runner, backend: str) -> str:
+    """The name a verdict is kept under: OpenVINO's runner name carries its precision (``openvino-bf16``)."""
+    return runner.name if backend == "openvino" else backend
+
+
 def _verify_candidate(runner: Runner, model: Path, backend: str, verdicts: list | None) -> Verdict:
     """``_verify`` for one of ``auto``'s CPU candidates. An fp32 model that OpenVINO computes in bf16 is judged
     with the bf16 tolerance: a precision ``auto`` chose, as it chooses its INT8 variant (``--backend openvino``
     judges the same run as fp32)."""
     bf16 = backend == "openvino" and getattr(runner, "precision", "") == "bf16"
-    return _verify(runner, model, runner.name if backend == "openvino" else backend, verdicts, "bf16" if bf16 else None)
+    return _verify(runner, model, _verdict_backend(runner, backend), verdicts, "bf16" if bf16 else None)
 
 
 def _measure_cpu(
