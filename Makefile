@@ -2,7 +2,7 @@ PY ?= .venv/bin/python
 PIP ?= $(PY) -m pip
 RUNS ?= $(HOME)/colorize-runs
 
-.PHONY: setup test-programs demo test test-fast lint train export-trt bench serve clean gpu-check
+.PHONY: setup test-programs demo test test-slow lint train export-trt bench serve clean gpu-check
 
 .venv/bin/python:
 	python3 -m venv .venv
@@ -26,11 +26,13 @@ serve: setup
 test-programs:
 	@scripts/install_test_programs.sh
 
+# The suite CI runs (about 10 minutes on 2 cores); the heavier end-to-end checks marked `slow` (bundled
+# films, 49 MP uploads, Ray clusters losing a node, 64 MP tiling) are `make test-slow` (about 5 more).
 test: setup lint test-programs
-	$(PY) -m pytest -q
-
-test-fast: setup
 	$(PY) -m pytest -q -m "not slow"
+
+test-slow: setup test-programs
+	$(PY) -m pytest -q -m slow
 
 # ruff's rules and the project's line length (pyproject.toml [tool.ruff]); format is checked, never applied.
 lint:

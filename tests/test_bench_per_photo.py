@@ -22,7 +22,6 @@ def test_small_gray_folder_is_gray_squares_of_the_size(tmp_path):
         assert img.shape == (96, 96) and img.std() > 1  # one gray plane with content
 
 
-@pytest.mark.slow
 def test_folder_vs_network_measures_every_row_in_one_run():
     res = folder_vs_network(VAL_DIR, n_images=4, size=64, rounds=1, timeout=300)
     assert res["status"] == "ok" and res["rounds"] == 1, res

@@ -50,7 +50,10 @@ def test_unreachable_redis_falls_back_to_disk(tmp_path):
 
 
 def test_redis_stopped_mid_run_never_fails_a_request(server, tmp_path):
-    cache = ResultCache(DiskCache(tmp_path / "disk"), RedisCache(server.url), retry_s=0.3)
+    # retry_s is far longer than the workers run after the stop, even on a slow, busy host: the
+    # cache must still be on disk when they finish (0.3 s was too short under a loaded CI run)
+    retry_s = 3.0
+    cache = ResultCache(DiskCache(tmp_path / "disk"), RedisCache(server.url), retry_s=retry_s)
     assert cache.backend == "redis"
     errors, done = [], []
     stopped = threading.Event()
@@ -83,9 +86,11 @@ def test_redis_stopped_mid_run_never_fails_a_request(server, tmp_path):
     after = [k for k, was_stopped in done if was_stopped]
     assert after and all(unseal(cache.disk.get(k)) == k.encode() for k in after)  # served and stored on disk
 
-    # Redis comes back on the same port: after retry_s the cache uses it again
+    # Redis comes back on the same port: once retry_s has passed the cache uses it again
     server.start()
-    time.sleep(0.35)
+    deadline = time.monotonic() + retry_s + 5.0
+    while cache.backend != "redis" and time.monotonic() < deadline:
+        time.sleep(0.05)
     assert cache.backend == "redis"
     assert cache.get_or_compute("z" * 64, lambda: b"back") == (b"back", False)
     assert unseal(redis.Redis.from_url(server.url).get("colorize-rt:result:" + "z" * 64)) == b"back"

@@ -299,7 +299,6 @@ def _wait_for(key: str, timeout: float = 240.0) -> None:
         time.sleep(0.2)
 
 
-@pytest.mark.slow
 def test_the_command_colorizes_first_then_measures_in_a_detached_process(tmp_path):
     """A real first run: the photo is written by a provisional runner, the detached process measures after the
     command has exited, and the next start opens the measured winner."""

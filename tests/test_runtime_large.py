@@ -77,7 +77,6 @@ def model(tiny_onnx):
     return str(tiny_onnx)
 
 
-@pytest.mark.slow
 def test_10000x10000_fit_mode(tmp_path, model, record_property, monkeypatch):
     monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", None)  # this process opens the 100 MP output to check it
     src = tmp_path / "huge.jpg"

@@ -105,6 +105,14 @@ def _hold(gate, cost, started, release, log, name):
         log.append(("refused", name, exc.retry_after_s))
 
 
+def _until(condition, timeout=10.0):
+    """Poll ``condition`` until it holds (a slow, busy host may take a while to start a thread)."""
+    deadline = time.monotonic() + timeout
+    while not condition() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    return condition()
+
+
 def test_budget_queue_fifo_and_refusals():
     gate = Admission(_config(budget_mb=100, slots=4, queue=2))
     log: list = []
@@ -116,11 +124,11 @@ def test_budget_queue_fifo_and_refusals():
     # b (60 MB) does not fit beside a (70 MB): it queues; c (10 MB) would fit but must not jump the queue
     tb = threading.Thread(target=_hold, args=(gate, 60 * MiB, b_in, release_b, log, "b"))
     tb.start()
-    time.sleep(0.1)
+    assert _until(lambda: gate.stats()["waiting"] == 1)
     tc = threading.Thread(target=_hold, args=(gate, 10 * MiB, c_in, release_b, log, "c"))
     tc.start()
-    time.sleep(0.1)
-    assert gate.stats()["waiting"] == 2 and gate.stats()["in_use_mb"] == 70
+    assert _until(lambda: gate.stats()["waiting"] == 2)
+    assert gate.stats()["in_use_mb"] == 70
     # the queue (2) is full: the next one is refused at once, with a Retry-After
     with pytest.raises(Overloaded, match="busy") as info:
         with gate.admit(MiB):

@@ -299,7 +299,6 @@ def test_photo_run_does_not_import_av(tmp_path):
     subprocess.run([sys.executable, "-c", code, str(img)], check=True, timeout=120)
 
 
-@pytest.mark.slow
 def test_8k_frames_memory_bounded(tmp_path):
     """Two 7680x4320 frames: the child's peak RSS stays under 1.5 GB (--max-pixels 0 lifts the pixel limit).
 
