@@ -27,7 +27,8 @@ test-programs:
 	@scripts/install_test_programs.sh
 
 # The suite CI runs (about 10 minutes on 2 cores); the heavier end-to-end checks marked `slow` (bundled
-# films, 49 MP uploads, Ray clusters losing a node, 64 MP tiling) are `make test-slow` (about 5 more).
+# films, 49 MP uploads, Ray clusters losing a node, 64 MP tiling, the benchmarks end to end) are
+# `make test-slow` (about 6 more minutes).
 test: setup lint test-programs
 	$(PY) -m pytest -q -m "not slow"
 

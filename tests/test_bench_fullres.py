@@ -11,6 +11,7 @@ import pytest
 from colorize_rt.bench import fullres
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(600)
 def test_fullres_benchmark_measures_and_reports(tmp_path, monkeypatch):
     monkeypatch.setenv("COLORIZE_RT_CACHE", str(tmp_path / "cache"))

@@ -19,6 +19,7 @@ def cache(tmp_path_factory):
     return tmp_path_factory.mktemp("bench-cache")
 
 
+@pytest.mark.slow
 def test_quick_run_writes_consistent_reports(tmp_path, cache):
     out = tmp_path / "res"
     main(
