@@ -136,23 +136,22 @@ def lean_source(ov, core, model_path: Path, folder: Path, mode: str = "on"):
     Returns:
         (a file path or an in-memory ``ov.Model``, [dropped output names]).
     """
-    if mode != "off":
-        xml, note = _lean_paths(model_path, folder)
-        try:
-            saved = json.loads(note.read_text())
-            dropped = list(saved["dropped"])
-            if not saved["changed"]:
-                return str(model_path), dropped
-            if xml.is_file() and xml.with_suffix(".bin").is_file():
-                return str(xml), dropped
-        except (OSError, ValueError, KeyError, TypeError):
-            pass
+    if mode == "off":
+        lean, dropped, _ = lean_model(ov, core, model_path)
+        return lean, dropped
+    xml, note = _lean_paths(model_path, folder)
+    try:
+        saved = json.loads(note.read_text())
+        dropped = list(saved["dropped"])
+        if not saved["changed"]:
+            return str(model_path), dropped
+        if xml.is_file() and xml.with_suffix(".bin").is_file():
+            return str(xml), dropped
+    except (OSError, ValueError, KeyError, TypeError):
+        pass
     lean, dropped, changed = lean_model(ov, core, model_path)
     if mode == "on":
-        xml, note = _lean_paths(model_path, folder)
         _save_lean(ov, lean, xml, note, dropped, changed)
-        if not changed:
-            return str(model_path), dropped
-        if xml.is_file():
-            return str(xml), dropped
-    return lean, dropped
+    if not changed:
+        return str(model_path), dropped
+    return (str(xml), dropped) if mode == "on" and xml.is_file() else (lean, dropped)

@@ -4,9 +4,9 @@ Both paths keep the input's lightness: an out-of-gamut colour is clipped into sR
 where that keeps its L* within ``L_TOLERANCE``; otherwise its chroma is reduced until it does.
 
 * Float path (``lab_to_pixels``): OpenCV's float Lab->RGB for images of every size (a 256² photo: 0.4 ms
-  against 3-4 ms for ``core.color``'s numpy formulas, 2-core Xeon with AVX-512 VNNI); clipped colours are checked as above. Its
-  tables cost ~50 ms on the first call in a process: ``warm_colour_tables`` builds them in the background
-  while a model opens.
+  against 3-4 ms for ``core.color``'s numpy formulas, 2-core Xeon with AVX-512 VNNI; not timed on an
+  AVX2-only CPU); clipped colours are checked as above. Its tables cost ~50 ms on the first call in a
+  process: ``warm_colour_tables`` builds them in the background while a model opens.
 * Table path (``gray_table_pixels``, 8-bit gray input and output): the output of every (gray level, a, b)
   is read from a table of sRGB values indexed by the gray level (so L* is exact: it is the input's) and ab
   rounded to integers. Rows of the table (one per ab pair) are computed with the float path the first
