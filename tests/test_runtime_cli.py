@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from colorize_rt.runtime.pipeline.folder import MAX_LANES
 from colorize_rt.runtime.pipeline.images import read_image
 from tests.runtime_support import ROOT, photo, run_cli, write_rgb
 
@@ -251,8 +252,15 @@ def test_kill_during_batch_leaves_no_partial_files(tmp_path, model, sig):
     temps = [p.name for p in out.iterdir() if p.name.startswith(".")]
     if sig == signal.SIGTERM:  # a catchable signal: in-flight temp files are cleaned up, exit 130
         assert proc.returncode == 130 and temps == []
-    else:  # SIGKILL cannot be caught: at most a hidden temp file of the write in flight remains
-        assert len(temps) <= 1
+    else:
+        # SIGKILL cannot be caught: the hidden temp files of the writes in flight remain, one per lane at most
+        # (lanes write at once), and never beside their photo's final name
+        assert len(temps) <= MAX_LANES
+        assert not {t.split(".")[1] for t in temps} & {p.stem for p in finished}
+        # the same command again finishes the folder and sweeps the dead run's temp files
+        again = subprocess.run(proc.args, cwd=ROOT, capture_output=True, text=True, timeout=300)
+        assert again.returncode == 0, again.stderr
+        assert sorted(p.name for p in out.iterdir()) == [f"img{i:02d}.png" for i in range(24)]
 
 
 @pytest.mark.parametrize("content", [b"", b"not a model"])
